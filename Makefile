@@ -1,0 +1,40 @@
+# Suanli Exchange — the two commands are `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install run test lint bench messages clean-var
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+# Re-install whenever pyproject.toml changes, so `make test` always runs on what it declares.
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet --editable '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(PY) -m marketplace.devstack run
+
+test: $(STAMP)
+	$(PY) -m pytest $(ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy .
+	$(PY) -W ignore::RuntimeWarning manage.py makemigrations --check --dry-run
+
+bench: $(STAMP)
+	$(PY) benchmarks/run.py $(NAME)
+
+messages: $(STAMP)
+	$(PY) manage.py makemessages --locale zh_Hans --locale en --ignore '.venv/*' --no-obsolete
+	$(PY) manage.py compilemessages --ignore '.venv/*'
+
+clean-var:
+	$(PY) -m marketplace.devstack reset

@@ -1,0 +1,121 @@
+"""Idempotency-Key for POSTs that create something.
+
+Same key and same body → the stored response is replayed (``Idempotent-Replayed: true``).
+Same key, different body → 422. Same key while the first request is still running → 409.
+
+The first request runs inside one transaction that holds a transaction-level advisory lock on
+(scope, key) and inserts the record with its response before committing, so the effect and the
+record commit together or not at all. A crash leaves no lock behind (PostgreSQL releases it with
+the transaction) and no record (so the retry runs afresh). Only 2xx responses are stored; an error
+rolls back and leaves the key free to be used again.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from django.db import connection, transaction
+from django.utils.translation import gettext as _
+from rest_framework.renderers import JSONRenderer
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from marketplace.errors import Conflict, InvalidInput, Unprocessable
+from marketplace.models import IdempotencyRecord
+
+HEADER = "Idempotency-Key"
+View = TypeVar("View")
+Handler = Callable[..., Response]
+
+
+def fingerprint(request: Request) -> str:
+    body = request.body
+    try:
+        canonical = json.dumps(json.loads(body or b"null"), sort_keys=True, separators=(",", ":"))
+        payload = canonical.encode()
+    except ValueError:
+        payload = body
+    digest = hashlib.sha256()
+    for part in (request.method or "", request.path, payload):
+        digest.update(part.encode() if isinstance(part, str) else part)
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def _lock_id(scope: str, key: str) -> int:
+    return int.from_bytes(hashlib.sha256(f"{scope}\0{key}".encode()).digest()[:8], "big", signed=True)
+
+
+def _clean_key(request: Request) -> str:
+    key = request.headers.get(HEADER, "")
+    if not key:
+        raise InvalidInput(
+            _("Send an Idempotency-Key header (e.g. a UUID) with every create request."),
+            code="idempotency_key_required",
+            field=HEADER,
+        )
+    if len(key) > 255 or not key.isprintable():
+        raise InvalidInput(
+            _("The Idempotency-Key must be 1–255 printable characters."),
+            code="idempotency_key_invalid",
+            field=HEADER,
+        )
+    return key
+
+
+def _stored(response: Response) -> Any:
+    """What a replay returns: the response, less anything meant to be shown only once."""
+    return getattr(response, "stored_data", response.data)
+
+
+def idempotent(handler: Handler) -> Handler:
+    """Wrap a view's ``post``; the view supplies ``idempotency_scope(request, **kwargs)``."""
+
+    @functools.wraps(handler)
+    def wrapper(view: Any, request: Request, *args: Any, **kwargs: Any) -> Response:
+        key = _clean_key(request)
+        scope: str = view.idempotency_scope(request, **kwargs)
+        print_ = fingerprint(request)
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [_lock_id(scope, key)])
+                (locked,) = cursor.fetchone() or (False,)
+            if not locked:
+                raise Conflict(
+                    _("A request with this Idempotency-Key is still in progress; retry later."),
+                    code="idempotency_request_in_flight",
+                    field=HEADER,
+                )
+            record = IdempotencyRecord.objects.filter(scope=scope, key=key).first()
+            if record is not None:
+                if record.fingerprint != print_:
+                    raise Unprocessable(
+                        _("This Idempotency-Key was used with a different request."),
+                        code="idempotency_key_reused",
+                        field=HEADER,
+                    )
+                return Response(
+                    record.response_body,
+                    status=record.response_status,
+                    headers={"Idempotent-Replayed": "true"},
+                )
+            response = handler(view, request, *args, **kwargs)
+            if 200 <= response.status_code < 300:
+                IdempotencyRecord.objects.create(
+                    scope=scope,
+                    key=key,
+                    fingerprint=print_,
+                    method=request.method or "",
+                    path=request.path[:500],
+                    response_status=response.status_code,
+                    response_body=json.loads(JSONRenderer().render(_stored(response))),
+                )
+            else:
+                transaction.set_rollback(True)
+            return response
+
+    return wrapper

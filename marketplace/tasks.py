@@ -1,0 +1,18 @@
+"""Celery tasks: ids in, idempotent, each calling one service."""
+
+from __future__ import annotations
+
+from celery import shared_task
+from django.utils import timezone
+
+from marketplace import health, services
+
+
+@shared_task
+def heartbeat() -> None:
+    health.record_heartbeat(now=timezone.now())
+
+
+@shared_task
+def purge_idempotency_records() -> int:
+    return services.purge_idempotency_records(now=timezone.now())

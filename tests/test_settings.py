@@ -1,0 +1,111 @@
+"""Settings come from the environment; production refuses to start with a value missing."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from marketplace.env import Env, database_from_url, read_env_file
+
+ROOT = Path(__file__).resolve().parent.parent
+PRODUCTION_ENV = {
+    "DJANGO_ENV": "production",
+    "SECRET_KEY": "x7#kq2!vR9mZ$Lp4@tW8nB1cY6fH3jD0sG5aE-uI_oQ+rT&yU%wX*zC^vN(bM)lK",
+    "DATABASE_URL": "postgresql://suanli:secret@db.internal:5432/suanli",
+    "REDIS_URL": "redis://cache.internal:6379/0",
+    "ALLOWED_HOSTS": "exchange.example.com",
+    "EMAIL_HOST": "smtp.example.com",
+    "DEFAULT_FROM_EMAIL": "Suanli <noreply@exchange.example.com>",
+    "SITE_URL": "https://exchange.example.com",
+}
+
+
+def _manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if k not in PRODUCTION_ENV}
+    return subprocess.run(
+        [sys.executable, str(ROOT / "manage.py"), *args],
+        env={**clean, **env, "SUANLI_VAR_DIR": "/nonexistent"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_env_helpers_parse_types_and_defaults(tmp_path: Path) -> None:
+    secret_file = tmp_path / "secret"
+    secret_file.write_text("from-a-file\n")
+    env = Env({"FLAG": "yes", "COUNT": "7", "HOSTS": "a.example, b.example,", "TOKEN_FILE":
+               str(secret_file)})  # fmt: skip
+
+    assert env.bool("FLAG", False) is True
+    assert env.bool("MISSING", True) is True
+    assert env.int("COUNT", 1) == 7
+    assert env.list("HOSTS", []) == ["a.example", "b.example"]
+    assert env.str("TOKEN", "default") == "from-a-file"
+    assert env.str("ABSENT", "default", required=True) == "default"  # not production
+
+
+def test_env_helpers_reject_malformed_values() -> None:
+    env = Env({"FLAG": "maybe", "COUNT": "seven"})
+
+    with pytest.raises(ImproperlyConfigured, match="FLAG must be a boolean"):
+        env.bool("FLAG", False)
+    with pytest.raises(ImproperlyConfigured, match="COUNT must be an integer"):
+        env.int("COUNT", 1)
+
+
+def test_required_value_missing_in_production_names_it() -> None:
+    env = Env({"DJANGO_ENV": "production"})
+
+    with pytest.raises(ImproperlyConfigured, match="^SECRET_KEY must be set"):
+        env.str("SECRET_KEY", "dev", required=True)
+
+
+@pytest.mark.parametrize(
+    "missing", ["SECRET_KEY", "DATABASE_URL", "REDIS_URL", "ALLOWED_HOSTS", "EMAIL_HOST"]
+)
+def test_production_settings_refuse_to_load_without(missing: str) -> None:
+    env = {k: v for k, v in PRODUCTION_ENV.items() if k != missing}
+
+    result = _manage(env, "check")
+
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr
+    assert f"{missing} must be set when DJANGO_ENV=production" in result.stderr
+
+
+def test_check_deploy_passes_under_production_settings() -> None:
+    result = _manage(PRODUCTION_ENV, "check", "--deploy", "--fail-level", "WARNING")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+def test_database_url_forms() -> None:
+    tcp = database_from_url("postgresql://app:p%40ss@db.example:6543/suanli?sslmode=require")
+    socket = database_from_url("postgresql://postgres:@/suanli?host=/tmp/pg")
+
+    assert (tcp["USER"], tcp["PASSWORD"], tcp["HOST"], tcp["PORT"], tcp["NAME"]) == (
+        "app", "p@ss", "db.example", "6543", "suanli"
+    )  # fmt: skip
+    assert tcp["OPTIONS"] == {"sslmode": "require"}
+    assert (socket["HOST"], socket["NAME"], socket["OPTIONS"]) == ("/tmp/pg", "suanli", {})
+    with pytest.raises(ImproperlyConfigured, match="postgresql://"):
+        database_from_url("sqlite:///db.sqlite3")
+
+
+def test_run_env_file_is_parsed(tmp_path: Path) -> None:
+    path = tmp_path / "run.env"
+    path.write_text("DATABASE_URL=postgresql://x@/y?host=/s\nREDIS_URL=redis://127.0.0.1:1/0\n")
+
+    assert read_env_file(path) == {
+        "DATABASE_URL": "postgresql://x@/y?host=/s",
+        "REDIS_URL": "redis://127.0.0.1:1/0",
+    }
+    assert read_env_file(tmp_path / "absent") == {}
