@@ -35,12 +35,14 @@ class Principal:
                 code="insufficient_scope",
             )
 
-    def require_owner(self) -> None:
-        if self.role != Role.OWNER:
+    def require_owner(self) -> User:
+        """The owner acting (a signed-in person: API keys never manage members or keys)."""
+        if self.role != Role.OWNER or self.user is None:
             raise Forbidden(
                 _("Only an owner of the organization may do this (signed in, not by API key)."),
                 code="owner_required",
             )
+        return self.user
 
     def require_can_trade(self) -> None:
         """Trading needs the scope and an organization the operator has approved."""

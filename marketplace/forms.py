@@ -18,8 +18,10 @@ def attach(form: forms.Form, error: DomainError) -> None:
 
 
 def country_choices() -> list[tuple[str, str]]:
-    return sorted(((c.alpha_2, f"{c.name} ({c.alpha_2})") for c in pycountry.countries),
-                  key=lambda choice: choice[1])  # fmt: skip
+    return sorted(
+        ((c.alpha_2, f"{c.name} ({c.alpha_2})") for c in pycountry.countries),
+        key=lambda choice: choice[1],
+    )
 
 
 class SignUpForm(forms.Form):

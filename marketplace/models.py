@@ -51,7 +51,7 @@ class User(AbstractBaseUser, PermissionsMixin):
     is_active = models.BooleanField(_("active"), default=True)
     date_joined = models.DateTimeField(_("date joined"), default=timezone.now)
 
-    objects: ClassVar[UserManager] = UserManager()  # type: ignore[assignment]
+    objects: ClassVar[UserManager] = UserManager()
 
     USERNAME_FIELD = "email"
     EMAIL_FIELD = "email"
@@ -85,7 +85,7 @@ class User(AbstractBaseUser, PermissionsMixin):
     def is_regulator(self) -> bool:
         return self.is_active and self.site_role == SiteRole.REGULATOR
 
-    def has_perm(self, perm: str, obj: object = None) -> bool:
+    def has_perm(self, perm: str, obj: models.Model | None = None) -> bool:
         return self.is_operator or super().has_perm(perm, obj)
 
     def has_module_perms(self, app_label: str) -> bool:
@@ -182,7 +182,7 @@ class Membership(models.Model):
 
 
 class Invitation(models.Model):
-    """An owner's invitation for an email address to join with a role; the token is stored hashed."""
+    """An owner's invitation for an email to join with a role; the token is stored hashed."""
 
     organization = models.ForeignKey(
         Organization, on_delete=models.CASCADE, related_name="invitations"
@@ -219,7 +219,9 @@ class ApiKey(models.Model):
     """
 
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="api_keys")
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="api_keys"
+    )
     name = models.CharField(_("name"), max_length=100)
     prefix = models.CharField(max_length=16, unique=True, editable=False)
     secret_hash = models.CharField(max_length=64, editable=False)

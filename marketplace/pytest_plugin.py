@@ -1,4 +1,4 @@
-"""pytest plugin (loaded with ``-p marketplace.pytest_plugin``): real PostgreSQL and Redis for tests.
+"""pytest plugin (``-p marketplace.pytest_plugin``): real PostgreSQL and Redis for the tests.
 
 Unless DATABASE_URL / REDIS_URL are set, it starts both from their wheels in a temporary directory
 before pytest-django reads the settings, and stops and removes them when the session ends.

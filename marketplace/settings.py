@@ -20,18 +20,20 @@ django_stubs_ext.monkeypatch()  # lets runtime code write admin.ModelAdmin[Model
 BASE_DIR = Path(__file__).resolve().parent.parent
 env = Env()
 PRODUCTION = env.production
-VAR_DIR = Path(env.str("SUANLI_VAR_DIR", str(BASE_DIR / "var")))
+VAR_DIR = Path(env.string("SUANLI_VAR_DIR", str(BASE_DIR / "var")))
 
 # `make run` writes the URLs of the servers it started here, so that `manage.py shell` in another
 # terminal finds them. The environment always wins; production never reads the file.
 _run_env = {} if PRODUCTION else read_env_file(VAR_DIR / "run.env")
 
-SECRET_KEY = env.str(
+SECRET_KEY = env.string(
     "SECRET_KEY", "insecure-local-development-key-do-not-use-in-production", required=True
 )
-DEBUG = env.bool("DEBUG", default=not PRODUCTION)
-ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "testserver"], required=True)
-CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", [])
+DEBUG = env.boolean("DEBUG", default=not PRODUCTION)
+ALLOWED_HOSTS = env.strings(
+    "ALLOWED_HOSTS", ["127.0.0.1", "localhost", "testserver"], required=True
+)
+CSRF_TRUSTED_ORIGINS = env.strings("CSRF_TRUSTED_ORIGINS", [])
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -89,28 +91,29 @@ TEMPLATES = [
 
 # --------------------------------------------------------------------------- data stores
 
-DATABASE_URL = env.str(
-    "DATABASE_URL", _run_env.get("DATABASE_URL", "postgresql://postgres@localhost/suanli"),
+DATABASE_URL = env.string(
+    "DATABASE_URL",
+    _run_env.get("DATABASE_URL", "postgresql://postgres@localhost/suanli"),
     required=True,
-)  # fmt: skip
+)
 DATABASES = {
     "default": {
         **database_from_url(DATABASE_URL),
-        "CONN_MAX_AGE": env.int("DB_CONN_MAX_AGE", 60),
+        "CONN_MAX_AGE": env.integer("DB_CONN_MAX_AGE", 60),
         "CONN_HEALTH_CHECKS": True,
         "ATOMIC_REQUESTS": False,
     }
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-REDIS_URL = env.str(
+REDIS_URL = env.string(
     "REDIS_URL", _run_env.get("REDIS_URL", "redis://127.0.0.1:6379/0"), required=True
 )
 CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": REDIS_URL,
-        "KEY_PREFIX": env.str("CACHE_KEY_PREFIX", "suanli"),
+        "KEY_PREFIX": env.string("CACHE_KEY_PREFIX", "suanli"),
     }
 }
 
@@ -126,21 +129,23 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
-INVITATION_TTL_DAYS = env.int("INVITATION_TTL_DAYS", 7)
+INVITATION_TTL_DAYS = env.integer("INVITATION_TTL_DAYS", 7)
 
-EMAIL_BACKEND = env.str(
+EMAIL_BACKEND = env.string(
     "EMAIL_BACKEND",
     "django.core.mail.backends.smtp.EmailBackend"
     if PRODUCTION
     else "django.core.mail.backends.console.EmailBackend",
 )
-EMAIL_HOST = env.str("EMAIL_HOST", "localhost", required=True)
-EMAIL_PORT = env.int("EMAIL_PORT", 587)
-EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", "")
-EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD", "")
-EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", PRODUCTION)
-DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", "Suanli Exchange <noreply@localhost>", required=True)
-SITE_URL = env.str("SITE_URL", "http://127.0.0.1:8000", required=True)
+EMAIL_HOST = env.string("EMAIL_HOST", "localhost", required=True)
+EMAIL_PORT = env.integer("EMAIL_PORT", 587)
+EMAIL_HOST_USER = env.string("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env.string("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env.boolean("EMAIL_USE_TLS", PRODUCTION)
+DEFAULT_FROM_EMAIL = env.string(
+    "DEFAULT_FROM_EMAIL", "Suanli Exchange <noreply@localhost>", required=True
+)
+SITE_URL = env.string("SITE_URL", "http://127.0.0.1:8000", required=True)
 
 # --------------------------------------------------------------------------- i18n and static
 
@@ -154,7 +159,7 @@ TIME_ZONE = "UTC"
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 # Production serves collected files (`collectstatic`); development serves them from the finders.
-STATIC_ROOT = Path(env.str("STATIC_ROOT", str(BASE_DIR / "staticfiles"))) if PRODUCTION else None
+STATIC_ROOT = Path(env.string("STATIC_ROOT", str(BASE_DIR / "staticfiles"))) if PRODUCTION else None
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
@@ -168,11 +173,11 @@ WHITENOISE_USE_FINDERS = not PRODUCTION
 # --------------------------------------------------------------------------- security
 
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if PRODUCTION else None
-SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", PRODUCTION)
+SECURE_SSL_REDIRECT = env.boolean("SECURE_SSL_REDIRECT", PRODUCTION)
 SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
-SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", 31_536_000 if PRODUCTION else 0)
-SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", PRODUCTION)
-SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", PRODUCTION)
+SECURE_HSTS_SECONDS = env.integer("SECURE_HSTS_SECONDS", 31_536_000 if PRODUCTION else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.boolean("SECURE_HSTS_INCLUDE_SUBDOMAINS", PRODUCTION)
+SECURE_HSTS_PRELOAD = env.boolean("SECURE_HSTS_PRELOAD", PRODUCTION)
 SESSION_COOKIE_SECURE = PRODUCTION
 CSRF_COOKIE_SECURE = PRODUCTION
 SESSION_COOKIE_HTTPONLY = True
@@ -208,7 +213,7 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
 }
-IDEMPOTENCY_KEY_TTL_HOURS = env.int("IDEMPOTENCY_KEY_TTL_HOURS", 48)
+IDEMPOTENCY_KEY_TTL_HOURS = env.integer("IDEMPOTENCY_KEY_TTL_HOURS", 48)
 API_KEY_LAST_USED_RESOLUTION_SECONDS = 60
 
 # --------------------------------------------------------------------------- Celery
@@ -219,20 +224,25 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_TIME_LIMIT = 30 * 60  # the longest task may run 30 minutes...
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 2 * 60 * 60}  # ...and is redelivered after 2 h
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": 2 * 60 * 60
+}  # ...and is redelivered after 2 h
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE = {
-    "heartbeat": {"task": "marketplace.tasks.heartbeat", "schedule": 15.0},
+    "heartbeat": {
+        "task": "marketplace.tasks.heartbeat",
+        "schedule": float(env.integer("HEARTBEAT_INTERVAL_SECONDS", 15)),
+    },
     "purge-idempotency-records": {
         "task": "marketplace.tasks.purge_idempotency_records",
         "schedule": crontab(minute=17),
     },
 }
-HEARTBEAT_MAX_AGE_SECONDS = env.int("HEARTBEAT_MAX_AGE_SECONDS", 90)
+HEARTBEAT_MAX_AGE_SECONDS = env.integer("HEARTBEAT_MAX_AGE_SECONDS", 90)
 
 # --------------------------------------------------------------------------- logging
 
-LOG_LEVEL = env.str("LOG_LEVEL", "INFO")
+LOG_LEVEL = env.string("LOG_LEVEL", "INFO")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

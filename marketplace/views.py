@@ -21,7 +21,7 @@ from marketplace.models import Membership, Role, User
 
 class HtmxHttpRequest(HttpRequest):
     htmx: HtmxDetails
-    user: User  # type: ignore[assignment]
+    user: User
 
 
 def _owner_membership(request: HtmxHttpRequest, org_id: str) -> Membership:
@@ -83,7 +83,9 @@ def organization_create(request: HtmxHttpRequest) -> HttpResponse:
                 request, _("Organization registered. An operator will review it (KYB).")
             )
             return redirect("organization", org_id=organization.public_id)
-    return render(request, "marketplace/organization_form.html", {"form": form}, status=_status(form))
+    return render(
+        request, "marketplace/organization_form.html", {"form": form}, status=_status(form)
+    )
 
 
 @login_required

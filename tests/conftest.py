@@ -18,8 +18,9 @@ PASSWORD = "a-long-test-password-9"
 
 
 def make_user(email: str, *, site_role: str = SiteRole.NONE) -> User:
-    return User.objects.create_user(email, PASSWORD, full_name=email.split("@")[0].title(),
-                                    site_role=site_role)  # fmt: skip
+    return User.objects.create_user(
+        email, PASSWORD, full_name=email.split("@")[0].title(), site_role=site_role
+    )
 
 
 def make_org(owner: User, name: str, *, provider: bool, approved: bool = True) -> Organization:

@@ -40,31 +40,37 @@ def _manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]
 def test_env_helpers_parse_types_and_defaults(tmp_path: Path) -> None:
     secret_file = tmp_path / "secret"
     secret_file.write_text("from-a-file\n")
-    env = Env({"FLAG": "yes", "COUNT": "7", "HOSTS": "a.example, b.example,", "TOKEN_FILE":
-               str(secret_file)})  # fmt: skip
+    env = Env(
+        {
+            "FLAG": "yes",
+            "COUNT": "7",
+            "HOSTS": "a.example, b.example,",
+            "TOKEN_FILE": str(secret_file),
+        }
+    )
 
-    assert env.bool("FLAG", False) is True
-    assert env.bool("MISSING", True) is True
-    assert env.int("COUNT", 1) == 7
-    assert env.list("HOSTS", []) == ["a.example", "b.example"]
-    assert env.str("TOKEN", "default") == "from-a-file"
-    assert env.str("ABSENT", "default", required=True) == "default"  # not production
+    assert env.boolean("FLAG", False) is True
+    assert env.boolean("MISSING", True) is True
+    assert env.integer("COUNT", 1) == 7
+    assert env.strings("HOSTS", []) == ["a.example", "b.example"]
+    assert env.string("TOKEN", "default") == "from-a-file"
+    assert env.string("ABSENT", "default", required=True) == "default"  # not production
 
 
 def test_env_helpers_reject_malformed_values() -> None:
     env = Env({"FLAG": "maybe", "COUNT": "seven"})
 
     with pytest.raises(ImproperlyConfigured, match="FLAG must be a boolean"):
-        env.bool("FLAG", False)
+        env.boolean("FLAG", False)
     with pytest.raises(ImproperlyConfigured, match="COUNT must be an integer"):
-        env.int("COUNT", 1)
+        env.integer("COUNT", 1)
 
 
 def test_required_value_missing_in_production_names_it() -> None:
     env = Env({"DJANGO_ENV": "production"})
 
-    with pytest.raises(ImproperlyConfigured, match="^SECRET_KEY must be set"):
-        env.str("SECRET_KEY", "dev", required=True)
+    with pytest.raises(ImproperlyConfigured, match=r"^SECRET_KEY must be set"):
+        env.string("SECRET_KEY", "dev", required=True)
 
 
 @pytest.mark.parametrize(
@@ -89,13 +95,17 @@ def test_check_deploy_passes_under_production_settings() -> None:
 
 def test_database_url_forms() -> None:
     tcp = database_from_url("postgresql://app:p%40ss@db.example:6543/suanli?sslmode=require")
-    socket = database_from_url("postgresql://postgres:@/suanli?host=/tmp/pg")
+    socket = database_from_url("postgresql://postgres:@/suanli?host=/run/pg")
 
     assert (tcp["USER"], tcp["PASSWORD"], tcp["HOST"], tcp["PORT"], tcp["NAME"]) == (
-        "app", "p@ss", "db.example", "6543", "suanli"
-    )  # fmt: skip
+        "app",
+        "p@ss",
+        "db.example",
+        "6543",
+        "suanli",
+    )
     assert tcp["OPTIONS"] == {"sslmode": "require"}
-    assert (socket["HOST"], socket["NAME"], socket["OPTIONS"]) == ("/tmp/pg", "suanli", {})
+    assert (socket["HOST"], socket["NAME"], socket["OPTIONS"]) == ("/run/pg", "suanli", {})
     with pytest.raises(ImproperlyConfigured, match="postgresql://"):
         database_from_url("sqlite:///db.sqlite3")
 

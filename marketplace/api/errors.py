@@ -44,9 +44,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         )
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
-    response = drf_exception_handler(exc, context)
-    if response is not None and isinstance(exc, exceptions.APIException):
+    handled = drf_exception_handler(exc, context)
+    if handled is not None and isinstance(exc, exceptions.APIException):
         codes = exc.get_codes()
-        code = codes if isinstance(codes, str) else "error"
-        response.data = error_body(code, str(exc.detail))
-    return response
+        handled.data = error_body(codes if isinstance(codes, str) else "error", str(exc.detail))
+    return handled

@@ -47,7 +47,9 @@ def fingerprint(request: Request) -> str:
 
 
 def _lock_id(scope: str, key: str) -> int:
-    return int.from_bytes(hashlib.sha256(f"{scope}\0{key}".encode()).digest()[:8], "big", signed=True)
+    return int.from_bytes(
+        hashlib.sha256(f"{scope}\0{key}".encode()).digest()[:8], "big", signed=True
+    )
 
 
 def _clean_key(request: Request) -> str:

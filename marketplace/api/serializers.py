@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rest_framework import serializers
 
 from marketplace.models import ApiKey, Membership, Organization, Role, Scope
@@ -27,7 +29,7 @@ class OrganizationOut(serializers.ModelSerializer[Organization]):
         read_only_fields = fields
 
 
-class OrganizationIn(serializers.Serializer[None]):
+class OrganizationIn(serializers.Serializer[Any]):
     legal_name = serializers.CharField(max_length=200)
     country = serializers.CharField(max_length=2, min_length=2)
     registration_id = serializers.CharField(max_length=64)
@@ -45,12 +47,12 @@ class MemberOut(serializers.ModelSerializer[Membership]):
         read_only_fields = fields
 
 
-class InvitationIn(serializers.Serializer[None]):
+class InvitationIn(serializers.Serializer[Any]):
     email = serializers.EmailField()
     role = serializers.ChoiceField(choices=Role.choices)
 
 
-class InvitationOut(serializers.Serializer[None]):
+class InvitationOut(serializers.Serializer[Any]):
     email = serializers.EmailField()
     role = serializers.CharField()
     created_at = serializers.DateTimeField()
@@ -82,14 +84,14 @@ class ApiKeyCreatedOut(ApiKeyOut):
         return secret
 
 
-class ApiKeyIn(serializers.Serializer[None]):
+class ApiKeyIn(serializers.Serializer[Any]):
     name = serializers.CharField(max_length=100)
     scopes = serializers.ListField(
         child=serializers.ChoiceField(choices=Scope.choices), allow_empty=False
     )
 
 
-class MeOut(serializers.Serializer[None]):
+class MeOut(serializers.Serializer[Any]):
     organization = OrganizationOut()
     scopes = serializers.ListField(child=serializers.CharField())
     email = serializers.EmailField(allow_null=True)
@@ -97,11 +99,11 @@ class MeOut(serializers.Serializer[None]):
     api_key = serializers.CharField(allow_null=True, help_text="Prefix of the key in use, if any.")
 
 
-class ErrorDetailOut(serializers.Serializer[None]):
+class ErrorDetailOut(serializers.Serializer[Any]):
     code = serializers.CharField(help_text="Stable, machine-readable reason.")
     message = serializers.CharField(help_text="Human-readable, in the request's language.")
     field = serializers.CharField(allow_null=True, help_text="The input at fault, if any.")
 
 
-class ErrorOut(serializers.Serializer[None]):
+class ErrorOut(serializers.Serializer[Any]):
     error = ErrorDetailOut()

@@ -37,7 +37,7 @@ ORGANIZATION_PARAMETER = OpenApiParameter(
     OpenApiParameter.HEADER,
     description="With a session login: the organization you act for. API keys ignore it.",
 )
-ERROR_RESPONSES: dict[int, Any] = {code: s.ErrorOut for code in (400, 401, 403, 404, 409, 422)}
+ERROR_RESPONSES: dict[int, Any] = dict.fromkeys((400, 401, 403, 404, 409, 422), s.ErrorOut)
 
 
 def _session_user(request: Request) -> User:
@@ -140,13 +140,12 @@ class InvitationCreate(OrganizationScoped):
     @idempotent
     def post(self, request: Request, organization_id: str) -> Response:
         acting = self.acting(request, organization_id=organization_id)
-        acting.require_owner()
+        owner = acting.require_owner()
         data = s.InvitationIn(data=request.data)
         data.is_valid(raise_exception=True)
-        assert acting.user is not None  # owners are people
         invitation, _token = services.invite_member(
             organization=acting.organization,
-            invited_by=acting.user,
+            invited_by=owner,
             now=timezone.now(),
             **data.validated_data,
         )
@@ -178,12 +177,11 @@ class ApiKeyListCreate(OrganizationScoped):
     @idempotent
     def post(self, request: Request) -> Response:
         acting = self.acting(request)
-        acting.require_owner()
+        owner = acting.require_owner()
         data = s.ApiKeyIn(data=request.data)
         data.is_valid(raise_exception=True)
-        assert acting.user is not None
         api_key, secret = services.create_api_key(
-            organization=acting.organization, created_by=acting.user, **data.validated_data
+            organization=acting.organization, created_by=owner, **data.validated_data
         )
         out = s.ApiKeyCreatedOut(api_key, context={"secret": secret}).data
         return _SecretResponse(out, status=status.HTTP_201_CREATED)

@@ -1,0 +1,160 @@
+"""`make run`'s supervisor: real servers from wheels, one command up, Ctrl-C leaves nothing behind,
+the next start reuses the data, and a killed run does not block the next one."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import psutil
+import psycopg
+import pytest
+
+from marketplace.devstack import _forget_dead_handles, _kill_stale, free_port
+from marketplace.env import database_from_url, read_env_file
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_dead_handles_are_forgotten(tmp_path: Path) -> None:
+    dead = psutil.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    path = tmp_path / ".handle_pids.json"
+    path.write_text(json.dumps([os.getpid(), dead.pid]))
+
+    _forget_dead_handles(path)
+
+    assert json.loads(path.read_text()) == [os.getpid()]
+
+
+def test_a_stale_process_named_in_its_pid_file_is_killed(tmp_path: Path) -> None:
+    stale = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    other = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    (tmp_path / "stale.pid").write_text(str(stale.pid))
+    (tmp_path / "other.pid").write_text(str(other.pid))
+    try:
+        _kill_stale(tmp_path / "stale.pid", "sleep")
+        _kill_stale(tmp_path / "other.pid", "redis-server")  # not what the file claims: spared
+
+        stale.wait(5)
+        assert not psutil.pid_exists(stale.pid)
+        assert other.poll() is None
+        assert not (tmp_path / "stale.pid").exists()
+    finally:
+        other.kill()
+        other.wait()
+
+
+def _start(var: Path, port: int) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
+    env.update(SUANLI_VAR_DIR=str(var), HEARTBEAT_INTERVAL_SECONDS="2", PYTHONUNBUFFERED="1")
+    return subprocess.Popen(
+        [sys.executable, "-m", "marketplace.devstack", "run", f"--port={port}"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def _serves(process: subprocess.Popen[bytes], var: Path) -> bool:
+    """Is the web server on the port this run's own (not one left by an earlier run)?"""
+    try:
+        return psutil.Process(int((var / "web.pid").read_text())).ppid() == process.pid
+    except (OSError, ValueError, psutil.Error):
+        return False
+
+
+def _wait_ready(
+    process: subprocess.Popen[bytes], var: Path, port: int, timeout: float = 120
+) -> dict[str, object]:
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        assert process.poll() is None, f"make run exited with {process.returncode}"
+        if not _serves(process, var):
+            time.sleep(0.5)
+            continue
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as response:
+                body: dict[str, object] = json.load(response)
+                return body
+        except urllib.error.HTTPError as error:
+            last = error.read()
+        except OSError as error:
+            last = error
+        time.sleep(0.5)
+    raise AssertionError(f"/readyz was not 200 within {timeout}s: {last!r}")
+
+
+def _operator_joined(var: Path) -> object:
+    settings = database_from_url(read_env_file(var / "run.env")["DATABASE_URL"])
+    with psycopg.connect(
+        dbname=settings["NAME"], user=settings["USER"], host=settings["HOST"]
+    ) as conn:
+        row = conn.execute(
+            "SELECT date_joined FROM marketplace_user WHERE email = 'operator@demo.suanli.test'"
+        ).fetchone()
+    assert row is not None
+    return row[0]
+
+
+def _ours(var: Path) -> list[psutil.Process]:
+    """Processes started for this data directory (servers, web, worker, beat)."""
+    found = []
+    for proc in psutil.process_iter(["cmdline", "status"]):
+        cmdline = " ".join(proc.info["cmdline"] or [])
+        if str(var) in cmdline and proc.info["status"] != psutil.STATUS_ZOMBIE:
+            found.append(proc)
+    return found
+
+
+def _wait_gone(var: Path, timeout: float = 30) -> list[psutil.Process]:
+    deadline = time.monotonic() + timeout
+    while (left := _ours(var)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return left
+
+
+@pytest.mark.stack
+def test_run_serves_stops_cleanly_reuses_data_and_survives_a_kill(tmp_path: Path) -> None:
+    var = tmp_path / "var"
+    port = free_port()
+
+    first = _start(var, port)
+    try:
+        ready = _wait_ready(first, var, port)
+        joined = _operator_joined(var)
+        assert len(_ours(var)) >= 5  # postgres, redis, worker, beat, web at least
+    finally:
+        first.send_signal(signal.SIGINT)
+        first.wait(60)
+    assert ready == {
+        "status": "ok",
+        "checks": {"postgres": "ok", "redis": "ok", "celery_beat": "ok"},
+    }
+    assert first.returncode == 0
+    assert _wait_gone(var) == []
+
+    second = _start(var, port)
+    _wait_ready(second, var, port)
+    assert _operator_joined(var) == joined  # same data, not a fresh database
+    second.kill()  # no cleanup at all: servers, web, worker and beat are left running
+    second.wait()
+
+    third = _start(var, port)
+    try:
+        _wait_ready(third, var, port)
+        assert _operator_joined(var) == joined
+    finally:
+        third.send_signal(signal.SIGINT)
+        third.wait(60)
+    assert third.returncode == 0
+    assert _wait_gone(var) == []
