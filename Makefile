@@ -33,7 +33,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/run.py $(NAME)
 
 messages: $(STAMP)
-	$(PY) manage.py makemessages --locale zh_Hans --locale en --ignore '.venv/*' --no-obsolete
+	$(PY) manage.py makemessages --locale zh_Hans --locale en --ignore '.venv/*' --ignore 'var/*' --no-obsolete --no-location
 	$(PY) manage.py compilemessages --ignore '.venv/*'
 
 clean-var:
