@@ -233,12 +233,21 @@ CELERY_BEAT_SCHEDULE = {
         "task": "marketplace.tasks.heartbeat",
         "schedule": float(env.integer("HEARTBEAT_INTERVAL_SECONDS", 15)),
     },
+    "ledger-seal": {"task": "ledger.tasks.seal", "schedule": 1.0},
+    "ledger-void-expired-holds": {"task": "ledger.tasks.void_expired_holds", "schedule": 10.0},
     "purge-idempotency-records": {
         "task": "marketplace.tasks.purge_idempotency_records",
         "schedule": crontab(minute=17),
     },
 }
 HEARTBEAT_MAX_AGE_SECONDS = env.integer("HEARTBEAT_MAX_AGE_SECONDS", 90)
+
+# --------------------------------------------------------------------------- ledger
+
+# Base64 of the 32-byte Ed25519 seed that signs ledger checkpoints (development: generated in var/).
+LEDGER_SIGNING_KEY = env.string("LEDGER_SIGNING_KEY", "", required=True)
+LEDGER_CHECKPOINT_EVERY = env.integer("LEDGER_CHECKPOINT_EVERY", 1000)  # transfers...
+LEDGER_CHECKPOINT_SECONDS = env.integer("LEDGER_CHECKPOINT_SECONDS", 60)  # ...or seconds
 
 # --------------------------------------------------------------------------- logging
 

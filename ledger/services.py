@@ -1,0 +1,646 @@
+"""The only writers of the ledger.
+
+``create_transfers`` follows TigerBeetle's semantics: a batch returns one result code per
+transfer; a transfer id chosen by the caller makes a retry with the same fields return ``exists``
+and move nothing; transfers flagged ``linked`` form a chain with the next one and succeed or fail
+together. Each batch runs in one transaction that locks every account it touches exactly once, in
+id order, so concurrent batches queue up instead of deadlocking.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+
+from ledger import canonical
+from ledger.models import (
+    Account,
+    AccountFlags,
+    Checkpoint,
+    Entry,
+    Kind,
+    Purpose,
+    Seal,
+    SealQueue,
+    Transfer,
+)
+from ledger.money import exponent
+from ledger.signing import signing_key
+
+# Advisory lock ids (arbitrary constants, one per single-writer job).
+SEAL_LOCK = 0x5EA1_0001
+EXPIRY_CODE = 1  # ``code`` of the void the ledger writes when a pending transfer times out
+EXPIRY_NAMESPACE = uuid.UUID("6f1c2d0e-3a4b-4c5d-8e9f-0a1b2c3d4e5f")
+
+
+class Result(StrEnum):
+    OK = "ok"
+    EXISTS = "exists"
+    EXISTS_WITH_DIFFERENT_FIELDS = "exists_with_different_fields"
+    INSUFFICIENT_FUNDS = "insufficient_funds"
+    EXCEEDS_DEBITS = "exceeds_debits"
+    PENDING_NOT_FOUND = "pending_not_found"
+    PENDING_ALREADY_RESOLVED = "pending_already_resolved"
+    PENDING_EXPIRED = "pending_expired"
+    PENDING_HAS_DIFFERENT_ACCOUNTS = "pending_has_different_accounts"
+    EXCEEDS_PENDING_AMOUNT = "exceeds_pending_amount"
+    CURRENCY_MISMATCH = "currency_mismatch"
+    ACCOUNT_NOT_FOUND = "account_not_found"
+    ACCOUNTS_MUST_BE_DIFFERENT = "accounts_must_be_different"
+    AMOUNT_MUST_BE_POSITIVE = "amount_must_be_positive"
+    TIMEOUT_RESERVED_FOR_PENDING = "timeout_reserved_for_pending"
+    METADATA_MUST_BE_PLAIN = "metadata_must_be_plain"
+    LINKED_EVENT_FAILED = "linked_event_failed"
+    LINKED_EVENT_CHAIN_OPEN = "linked_event_chain_open"
+
+
+@dataclass(frozen=True)
+class NewTransfer:
+    """What a caller asks for. For ``post``/``void`` the accounts come from the pending transfer
+    (give them only to assert them); a ``post`` without ``amount`` captures the whole hold."""
+
+    id: uuid.UUID
+    debit_account_id: int | None = None
+    credit_account_id: int | None = None
+    amount: int | None = None
+    kind: str = Kind.SINGLE
+    pending_id: uuid.UUID | None = None
+    timeout: int | None = None
+    linked: bool = False
+    code: int = 0
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- accounts
+
+DEFAULT_FLAGS = {Purpose.WALLET: AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS}
+
+
+def open_account(
+    *,
+    owner: str,
+    purpose: str,
+    currency: str,
+    now: dt.datetime,
+    reference: str = "",
+    flags: int | None = None,
+) -> Account:
+    """The account for (owner, purpose, reference, currency), created on first use (idempotent;
+    the UNIQUE constraint settles a race). Wallets may not be overdrawn unless flags say otherwise.
+    """
+    exponent(currency)  # raises MoneyError for an unsupported currency
+    if purpose not in Purpose.values:
+        raise ValueError(f"unknown account purpose {purpose!r}")
+    key = {"owner": owner, "purpose": purpose, "reference": reference, "currency": currency}
+    chosen = DEFAULT_FLAGS.get(Purpose(purpose), AccountFlags.NONE) if flags is None else flags
+    try:
+        with transaction.atomic():
+            account, _created = Account.objects.get_or_create(
+                **key, defaults={"flags": chosen, "created_at": now}
+            )
+    except IntegrityError:
+        account = Account.objects.get(**key)
+    return account
+
+
+# --------------------------------------------------------------------------- transfers
+
+_TOTALS = ("debits_pending", "debits_posted", "credits_pending", "credits_posted")
+
+
+@dataclass
+class _Totals:
+    debits_pending: int
+    debits_posted: int
+    credits_pending: int
+    credits_posted: int
+    flags: int
+    currency: str
+
+    def violates(self) -> Result | None:
+        if self.flags & AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS and (
+            self.debits_pending + self.debits_posted > self.credits_posted
+        ):
+            return Result.INSUFFICIENT_FUNDS
+        if self.flags & AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS and (
+            self.credits_pending + self.credits_posted > self.debits_posted
+        ):
+            return Result.EXCEEDS_DEBITS
+        return None
+
+
+@dataclass
+class _Stored:
+    """A transfer as written (or about to be): what an ``exists`` check compares against."""
+
+    id: uuid.UUID
+    kind: str
+    debit_account_id: int
+    credit_account_id: int
+    amount: int
+    currency: str
+    pending_id: uuid.UUID | None
+    timeout: int | None
+    expires_at: dt.datetime | None
+    linked: bool
+    code: int
+    metadata: dict[str, Any]
+
+
+def _plain(value: Any) -> bool:
+    """JSON without floats: metadata is hashed into the chain and must round-trip exactly."""
+    if value is None or isinstance(value, str | bool | int):
+        return True
+    if isinstance(value, list):
+        return all(_plain(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _plain(v) for k, v in value.items())
+    return False
+
+
+class _Batch:
+    def __init__(self, now: dt.datetime, allow_expired: bool) -> None:
+        self.now = now
+        self.allow_expired = allow_expired
+        self.totals: dict[int, _Totals] = {}
+        self.pendings: dict[uuid.UUID, _Stored] = {}
+        self.existing: dict[uuid.UUID, _Stored] = {}
+        self.resolved: set[uuid.UUID] = set()
+        self.new: list[_Stored] = []
+
+    def load(self, transfers: Sequence[NewTransfer]) -> None:
+        pending_ids = {t.pending_id for t in transfers if t.pending_id is not None}
+        if pending_ids:
+            self.pendings = {
+                row.id: row
+                for row in _stored(Transfer.objects.filter(id__in=pending_ids, kind=Kind.PENDING))
+            }
+        account_ids = {i for t in transfers for i in (t.debit_account_id, t.credit_account_id)}
+        for pending in self.pendings.values():
+            account_ids |= {pending.debit_account_id, pending.credit_account_id}
+        account_ids.discard(None)
+        # The one lock of the batch: every touched account, once, in id order.
+        for row in (
+            Account.objects.filter(id__in=account_ids)
+            .order_by("id")
+            .select_for_update()
+            .values_list("id", *_TOTALS, "flags", "currency")
+        ):
+            self.totals[row[0]] = _Totals(*row[1:])
+        # Read after the lock: a concurrent batch on these accounts has committed by now.
+        self.existing = {
+            row.id: row
+            for row in _stored(Transfer.objects.filter(id__in={t.id for t in transfers}))
+        }
+        if pending_ids:
+            self.resolved = set(
+                Transfer.objects.filter(pending_id__in=pending_ids).values_list(
+                    "pending_id", flat=True
+                )
+            )
+
+    def apply(self, request: NewTransfer) -> Result:
+        """Check one transfer against the state so far and, if it is ok, apply it."""
+        if request.id in self.existing:
+            return _compare(request, self.existing[request.id], self.pendings)
+        if request.kind in (Kind.POST, Kind.VOID):
+            outcome = self._resolution(request)
+        elif request.kind in (Kind.SINGLE, Kind.PENDING):
+            outcome = self._movement(request)
+        else:
+            raise ValueError(f"unknown transfer kind {request.kind!r}")
+        if isinstance(outcome, Result):
+            return outcome
+        deltas = _deltas(
+            outcome, self.pendings.get(outcome.pending_id) if outcome.pending_id else None
+        )
+        for account_id, delta in deltas.items():
+            totals = self.totals[account_id]
+            for name, value in zip(_TOTALS, delta, strict=True):
+                setattr(totals, name, getattr(totals, name) + value)
+        broken = next((r for a in deltas if (r := self.totals[a].violates())), None)
+        if broken is not None:
+            for account_id, delta in deltas.items():
+                totals = self.totals[account_id]
+                for name, value in zip(_TOTALS, delta, strict=True):
+                    setattr(totals, name, getattr(totals, name) - value)
+            return broken
+        self.new.append(outcome)
+        self.existing[outcome.id] = outcome
+        if outcome.kind == Kind.PENDING:
+            self.pendings[outcome.id] = outcome
+        if outcome.pending_id is not None:
+            self.resolved.add(outcome.pending_id)
+        return Result.OK
+
+    def _common(self, request: NewTransfer) -> Result | None:
+        if request.code < 0:
+            raise ValueError("code must be >= 0")
+        if not _plain(dict(request.metadata)):
+            return Result.METADATA_MUST_BE_PLAIN
+        if request.timeout is not None and request.kind != Kind.PENDING:
+            return Result.TIMEOUT_RESERVED_FOR_PENDING
+        return None
+
+    def _movement(self, request: NewTransfer) -> _Stored | Result:
+        if (problem := self._common(request)) is not None:
+            return problem
+        if request.amount is None or request.amount <= 0:
+            return Result.AMOUNT_MUST_BE_POSITIVE
+        debit, credit = request.debit_account_id, request.credit_account_id
+        if debit is None or credit is None or debit not in self.totals or credit not in self.totals:
+            return Result.ACCOUNT_NOT_FOUND
+        if debit == credit:
+            return Result.ACCOUNTS_MUST_BE_DIFFERENT
+        currency = self.totals[debit].currency
+        if self.totals[credit].currency != currency:
+            return Result.CURRENCY_MISMATCH
+        if request.timeout is not None and request.timeout <= 0:
+            return Result.TIMEOUT_RESERVED_FOR_PENDING
+        expires = self.now + dt.timedelta(seconds=request.timeout) if request.timeout else None
+        return _Stored(
+            request.id,
+            request.kind,
+            debit,
+            credit,
+            request.amount,
+            currency,
+            None,
+            request.timeout,
+            expires,
+            request.linked,
+            request.code,
+            dict(request.metadata),
+        )
+
+    def _resolution(self, request: NewTransfer) -> _Stored | Result:
+        if (problem := self._common(request)) is not None:
+            return problem
+        pending = self.pendings.get(request.pending_id) if request.pending_id else None
+        if pending is None:
+            return Result.PENDING_NOT_FOUND
+        if request.debit_account_id not in (None, pending.debit_account_id) or (
+            request.credit_account_id not in (None, pending.credit_account_id)
+        ):
+            return Result.PENDING_HAS_DIFFERENT_ACCOUNTS
+        if pending.id in self.resolved:
+            return Result.PENDING_ALREADY_RESOLVED
+        if (
+            not self.allow_expired
+            and pending.expires_at is not None
+            and pending.expires_at <= self.now
+        ):
+            return Result.PENDING_EXPIRED
+        amount = pending.amount
+        if request.kind == Kind.POST and request.amount is not None:
+            if request.amount <= 0:
+                return Result.AMOUNT_MUST_BE_POSITIVE
+            if request.amount > pending.amount:
+                return Result.EXCEEDS_PENDING_AMOUNT
+            amount = request.amount
+        return _Stored(
+            request.id,
+            request.kind,
+            pending.debit_account_id,
+            pending.credit_account_id,
+            amount,
+            pending.currency,
+            pending.id,
+            None,
+            None,
+            request.linked,
+            request.code,
+            dict(request.metadata),
+        )
+
+    def snapshot(self) -> tuple[dict[int, tuple[int, ...]], int, set[uuid.UUID]]:
+        totals = {a: tuple(getattr(t, n) for n in _TOTALS) for a, t in self.totals.items()}
+        return totals, len(self.new), set(self.resolved)
+
+    def restore(self, state: tuple[dict[int, tuple[int, ...]], int, set[uuid.UUID]]) -> None:
+        totals, count, resolved = state
+        for account_id, values in totals.items():
+            for name, value in zip(_TOTALS, values, strict=True):
+                setattr(self.totals[account_id], name, value)
+        for undone in self.new[count:]:
+            self.existing.pop(undone.id, None)
+            if undone.kind == Kind.PENDING:
+                self.pendings.pop(undone.id, None)
+        del self.new[count:]
+        self.resolved = resolved
+
+
+def _stored(queryset: Any) -> Iterable[_Stored]:
+    for row in queryset.values_list(
+        "id",
+        "kind",
+        "debit_account_id",
+        "credit_account_id",
+        "amount",
+        "currency",
+        "pending_id",
+        "timeout",
+        "expires_at",
+        "linked",
+        "code",
+        "metadata",
+    ):
+        yield _Stored(*row)
+
+
+def _compare(
+    request: NewTransfer, stored: _Stored, pendings: Mapping[uuid.UUID, _Stored]
+) -> Result:
+    if request.kind in (Kind.POST, Kind.VOID):
+        pending = pendings.get(stored.pending_id) if stored.pending_id else None
+        full = pending.amount if pending else stored.amount
+        amount_matches = (request.amount or full) == stored.amount or request.kind == Kind.VOID
+        accounts_match = request.debit_account_id in (None, stored.debit_account_id) and (
+            request.credit_account_id in (None, stored.credit_account_id)
+        )
+    else:
+        amount_matches = request.amount == stored.amount
+        accounts_match = (request.debit_account_id, request.credit_account_id) == (
+            stored.debit_account_id,
+            stored.credit_account_id,
+        )
+    same = (
+        amount_matches
+        and accounts_match
+        and request.kind == stored.kind
+        and request.pending_id == stored.pending_id
+        and request.timeout == stored.timeout
+        and request.linked == stored.linked
+        and request.code == stored.code
+        and dict(request.metadata) == stored.metadata
+    )
+    return Result.EXISTS if same else Result.EXISTS_WITH_DIFFERENT_FIELDS
+
+
+def _deltas(transfer: _Stored, pending: _Stored | None) -> dict[int, tuple[int, int, int, int]]:
+    """Changes to (debits_pending, debits_posted, credits_pending, credits_posted) per account."""
+    amount = transfer.amount
+    held = pending.amount if pending is not None and transfer.pending_id else 0
+    if transfer.kind == Kind.SINGLE:
+        debit, credit = (0, amount, 0, 0), (0, 0, 0, amount)
+    elif transfer.kind == Kind.PENDING:
+        debit, credit = (amount, 0, 0, 0), (0, 0, amount, 0)
+    elif transfer.kind == Kind.POST:  # the whole hold is released; ``amount`` of it is posted
+        debit, credit = (-held, amount, 0, 0), (0, 0, -held, amount)
+    else:  # void
+        debit, credit = (-held, 0, 0, 0), (0, 0, -held, 0)
+    return {transfer.debit_account_id: debit, transfer.credit_account_id: credit}
+
+
+def create_transfers(
+    transfers: Sequence[NewTransfer], *, now: dt.datetime, _allow_expired: bool = False
+) -> list[Result]:
+    """Apply a batch; one result per transfer, in order. Atomic: the batch's ``ok`` transfers
+    commit together. Retrying with the same ids and fields returns ``exists`` and moves nothing.
+    """
+    for attempt in range(3):
+        try:
+            with transaction.atomic():
+                return _create(transfers, now, _allow_expired)
+        except IntegrityError:
+            # A concurrent batch on other accounts wrote one of these ids, or resolved the same
+            # pending transfer, first. Run again: it now sees that row.
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _create(
+    transfers: Sequence[NewTransfer], now: dt.datetime, allow_expired: bool
+) -> list[Result]:
+    batch = _Batch(now, allow_expired)
+    batch.load(transfers)
+    results: list[Result] = []
+    start = 0
+    while start < len(transfers):
+        end = start
+        while end < len(transfers) - 1 and transfers[end].linked:
+            end += 1
+        chain = transfers[start : end + 1]
+        open_chain = chain[-1].linked
+        state = batch.snapshot()
+        codes = [batch.apply(t) for t in chain]
+        if open_chain:
+            codes[-1] = Result.LINKED_EVENT_CHAIN_OPEN
+        all_new = all(c == Result.OK for c in codes)
+        all_replayed = all(c == Result.EXISTS for c in codes)
+        if len(chain) > 1 and not (all_new or all_replayed):
+            batch.restore(state)
+            failed = {Result.OK, Result.EXISTS}
+            codes = [Result.LINKED_EVENT_FAILED if c in failed else c for c in codes]
+        elif open_chain:
+            batch.restore(state)
+        results.extend(codes)
+        start = end + 1
+    _write(batch, now)
+    return results
+
+
+def _write(batch: _Batch, now: dt.datetime) -> None:
+    if not batch.new:
+        return
+    pendings = batch.pendings
+    Transfer.objects.bulk_create(
+        [
+            Transfer(
+                id=t.id,
+                kind=t.kind,
+                debit_account_id=t.debit_account_id,
+                credit_account_id=t.credit_account_id,
+                amount=t.amount,
+                currency=t.currency,
+                pending_id=t.pending_id,
+                timeout=t.timeout,
+                expires_at=t.expires_at,
+                linked=t.linked,
+                code=t.code,
+                metadata=t.metadata,
+                created_at=now,
+            )
+            for t in batch.new
+        ]
+    )
+    entries = []
+    for t in batch.new:
+        pending = pendings.get(t.pending_id) if t.pending_id else None
+        for account_id, delta in _deltas(t, pending).items():
+            entries.append(
+                Entry(
+                    transfer_id=t.id,
+                    account_id=account_id,
+                    created_at=now,
+                    **dict(zip(_TOTALS, delta, strict=True)),
+                )
+            )
+    Entry.objects.bulk_create(entries)
+    SealQueue.objects.bulk_create([SealQueue(transfer_id=t.id) for t in batch.new])
+    touched = {e.account_id for e in entries}
+    rows = [(a, *(getattr(batch.totals[a], n) for n in _TOTALS)) for a in sorted(touched)]
+    values = ", ".join(["(%s, %s, %s, %s, %s)"] * len(rows))  # placeholders only, no input
+    sql = f"UPDATE ledger_account AS a SET debits_pending = v.dp, debits_posted = v.dpo, credits_pending = v.cp, credits_posted = v.cpo FROM (VALUES {values}) AS v(id, dp, dpo, cp, cpo) WHERE a.id = v.id"  # noqa: S608, E501
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [value for row in rows for value in row])
+
+
+def transfer(request: NewTransfer, *, now: dt.datetime) -> Result:
+    """One transfer (a batch of one)."""
+    return create_transfers([request], now=now)[0]
+
+
+# --------------------------------------------------------------------------- holds lifecycle
+
+
+def void_expired_pendings(*, now: dt.datetime, limit: int = 1000) -> int:
+    """Void pending transfers whose timeout has passed. Idempotent: each void's id derives from
+    its pending's id, so a repeated or concurrent run writes nothing twice. Returns how many."""
+    expired = list(
+        Transfer.objects.filter(kind=Kind.PENDING, expires_at__lte=now, resolution__isnull=True)
+        .order_by("expires_at", "id")
+        .values_list("id", flat=True)[:limit]
+    )
+    if not expired:
+        return 0
+    voids = [
+        NewTransfer(
+            id=uuid.uuid5(EXPIRY_NAMESPACE, str(p)), kind=Kind.VOID, pending_id=p, code=EXPIRY_CODE
+        )
+        for p in expired
+    ]
+    results = create_transfers(voids, now=now, _allow_expired=True)
+    return sum(1 for r in results if r == Result.OK)
+
+
+# --------------------------------------------------------------------------- tamper evidence
+
+
+def encoding_of(seq: int, row: Sequence[Any]) -> bytes:
+    """The canonical encoding of a transfer row as read by ``ENCODING_FIELDS``."""
+    names = (
+        "id",
+        "kind",
+        "debit",
+        "credit",
+        "amount",
+        "currency",
+        "pending",
+        "timeout",
+        "linked",
+        "code",
+        "ts",
+        "meta",
+    )
+    fields = dict(zip(names, row, strict=True))
+    if isinstance(fields["meta"], str):  # raw SQL hands jsonb over as text (Django's loader)
+        fields["meta"] = json.loads(fields["meta"])
+    fields["id"] = str(fields["id"])
+    fields["pending"] = str(fields["pending"]) if fields["pending"] else None
+    return canonical.encode_transfer(seq=seq, **fields)
+
+
+ENCODING_FIELDS = (
+    "id",
+    "kind",
+    "debit_account_id",
+    "credit_account_id",
+    "amount",
+    "currency",
+    "pending_id",
+    "timeout",
+    "linked",
+    "code",
+    "created_at",
+    "metadata",
+)
+
+
+def _try_lock(lock_id: int) -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [lock_id])
+        row = cursor.fetchone()
+    return bool(row and row[0])
+
+
+def seal(*, now: dt.datetime, limit: int = 50_000) -> int:
+    """Give queued transfers their sequence numbers and chain hashes, in queue order, then write
+    a checkpoint if one is due. One sealer at a time (advisory lock); returns how many sealed."""
+    with transaction.atomic():
+        if not _try_lock(SEAL_LOCK):
+            return 0
+        head = Seal.objects.order_by("-seq").values_list("seq", "chain_hash").first()
+        seq, chain_hash = (head[0], bytes.fromhex(head[1])) if head else (0, canonical.GENESIS)
+        queue = list(SealQueue.objects.order_by("id").values_list("id", "transfer_id")[:limit])
+        if queue:
+            rows = {
+                row[0]: row
+                for row in Transfer.objects.filter(id__in=[t for _, t in queue]).values_list(
+                    *ENCODING_FIELDS
+                )
+            }
+            seals = []
+            for _queue_id, transfer_id in queue:
+                seq += 1
+                chain_hash = canonical.chain(chain_hash, encoding_of(seq, rows[transfer_id]))
+                seals.append(
+                    Seal(
+                        seq=seq, transfer_id=transfer_id, chain_hash=chain_hash.hex(), sealed_at=now
+                    )
+                )
+            Seal.objects.bulk_create(seals, batch_size=5000)
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "DELETE FROM ledger_sealqueue WHERE id = ANY(%s)", [[q for q, _ in queue]]
+                )
+        _checkpoint_if_due(now=now, head_seq=seq, head_hash=chain_hash)
+    return len(queue)
+
+
+def _checkpoint_if_due(*, now: dt.datetime, head_seq: int, head_hash: bytes) -> Checkpoint | None:
+    last = Checkpoint.objects.order_by("-number").first()
+    first_seq = (last.last_seq + 1) if last else 1
+    count = head_seq - first_seq + 1
+    if count <= 0:
+        return None
+    age = (now - last.created_at).total_seconds() if last else float("inf")
+    if count < settings.LEDGER_CHECKPOINT_EVERY and age < settings.LEDGER_CHECKPOINT_SECONDS:
+        return None
+    encodings = (
+        encoding_of(seq, row)
+        for seq, *row in Seal.objects.filter(seq__gte=first_seq, seq__lte=head_seq)
+        .order_by("seq")
+        .values_list("seq", *(f"transfer__{name}" for name in ENCODING_FIELDS))
+    )
+    fields = canonical.CheckpointFields(
+        number=(last.number + 1) if last else 1,
+        first_seq=first_seq,
+        last_seq=head_seq,
+        merkle_root=canonical.merkle_root(encodings).hex(),
+        previous_root=last.merkle_root if last else "",
+        last_chain_hash=head_hash.hex(),
+    )
+    key = signing_key()
+    public = key.public_key().public_bytes_raw()
+    return Checkpoint.objects.create(
+        number=fields.number,
+        first_seq=fields.first_seq,
+        last_seq=fields.last_seq,
+        merkle_root=fields.merkle_root,
+        previous_root=fields.previous_root,
+        last_chain_hash=fields.last_chain_hash,
+        key_id=canonical.key_id(public),
+        public_key=public.hex(),
+        signature=key.sign(fields.message()).hex(),
+        created_at=now,
+    )
