@@ -38,7 +38,7 @@ def verify_export(directory: Path, *, public_key: bytes | None = None) -> canoni
 
 
 def export_ledger(directory: Path) -> tuple[int, int]:
-    """Write the sealed chain and its checkpoints (needs Django); returns (transfers, checkpoints)."""
+    """Write the sealed chain and checkpoints (needs Django); returns (transfers, checkpoints)."""
     from ledger.models import Checkpoint
     from ledger.verify import chain_records
 

@@ -18,10 +18,11 @@ def attach(form: forms.Form, error: DomainError) -> None:
 
 
 def country_choices() -> list[tuple[str, str]]:
-    return sorted(
+    countries = sorted(
         ((c.alpha_2, f"{c.name} ({c.alpha_2})") for c in pycountry.countries),
         key=lambda choice: choice[1],
     )
+    return [("", "—"), *countries]
 
 
 class SignUpForm(forms.Form):

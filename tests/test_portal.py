@@ -134,3 +134,33 @@ def test_readyz_reports_a_stale_heartbeat(now: dt.datetime) -> None:
 
     assert response.status_code == 503
     assert response.json()["checks"]["celery_beat"].startswith("stale: last heartbeat 6")
+
+
+def test_htmx_form_errors_come_back_as_the_section_with_the_error(
+    provider: User, logged_in: Callable[[User], Client]
+) -> None:
+    from marketplace.models import Invitation, Organization
+
+    org = Organization.objects.get(memberships__user=provider)
+    client = logged_in(provider)
+
+    response = client.post(
+        reverse("invitation-create", args=[org.public_id]),
+        {"email": "not-an-email", "role": "trader"},
+        HTTP_HX_REQUEST="true",
+    )
+    page = client.get("/").content.decode()
+
+    body = response.content.decode()
+    assert response.status_code == 400
+    assert body.lstrip().startswith('<section class="card" id="invitations">')
+    assert "Enter a valid email address." in body
+    assert Invitation.objects.count() == 0
+    # htmx swaps 400/422 fragments (inline errors) instead of discarding them
+    assert '"code": "(400|422)", "swap": true, "error": false' in page
+
+
+def test_the_country_list_starts_blank() -> None:
+    from marketplace.forms import OrganizationForm
+
+    assert OrganizationForm().fields["country"].choices[0] == ("", "—")

@@ -8,7 +8,7 @@ from typing import Any
 
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.generics import GenericAPIView
 from rest_framework.request import Request
@@ -37,7 +37,18 @@ ORGANIZATION_PARAMETER = OpenApiParameter(
     OpenApiParameter.HEADER,
     description="With a session login: the organization you act for. API keys ignore it.",
 )
-ERROR_RESPONSES: dict[int, Any] = dict.fromkeys((400, 401, 403, 404, 409, 422), s.ErrorOut)
+_ERRORS = {
+    400: "Bad input: `error.field` names it.",
+    401: "No API key, or a malformed, unknown or revoked one.",
+    403: "Missing scope or role, or the organization may not do this.",
+    404: "Not found (another organization's objects are never visible).",
+    409: "Conflict with the current state, or the same Idempotency-Key still in flight.",
+    422: "Idempotency-Key reused with a different request.",
+}
+ERROR_RESPONSES: dict[int, Any] = {
+    code: OpenApiResponse(s.ErrorOut, description=text) for code, text in _ERRORS.items()
+}
+READ_ERRORS = {code: ERROR_RESPONSES[code] for code in (400, 401, 403, 404)}
 
 
 def _session_user(request: Request) -> User:
@@ -49,7 +60,8 @@ def _session_user(request: Request) -> User:
 
 
 class OrganizationScoped(GenericAPIView[Any]):
-    """Base for views acting for one organization; idempotency keys are scoped to it."""
+    # Base for views acting for one organization; idempotency keys are scoped to it. (A comment,
+    # not a docstring: drf-spectacular would show a docstring as every operation's description.)
 
     def acting(self, request: Request, **kwargs: Any) -> Principal:
         return principal(request, kwargs.get("organization_id"))
@@ -62,7 +74,8 @@ class MeView(OrganizationScoped):
     @extend_schema(
         operation_id="me",
         parameters=[ORGANIZATION_PARAMETER],
-        responses={200: s.MeOut, **ERROR_RESPONSES},
+        responses={200: s.MeOut, **READ_ERRORS},
+        description="Who is acting: the organization, its scopes, and the key or person.",
     )
     def get(self, request: Request) -> Response:
         acting = self.acting(request)
@@ -85,7 +98,11 @@ class OrganizationListCreate(GenericAPIView[Organization]):
         user = _session_user(self.request)
         return Organization.objects.filter(memberships__user=user)
 
-    @extend_schema(operation_id="organizations_list", responses={200: s.OrganizationOut(many=True)})
+    @extend_schema(
+        operation_id="organizations_list",
+        responses={200: s.OrganizationOut(many=True), **READ_ERRORS},
+        description="The organizations you act for (an API key: its own).",
+    )
     def get(self, request: Request) -> Response:
         page = self.paginate_queryset(self.get_queryset())
         return self.get_paginated_response(s.OrganizationOut(page, many=True).data)
@@ -111,7 +128,11 @@ class OrganizationListCreate(GenericAPIView[Organization]):
 
 
 class OrganizationDetail(OrganizationScoped):
-    @extend_schema(operation_id="organizations_retrieve", responses={200: s.OrganizationOut})
+    @extend_schema(
+        operation_id="organizations_retrieve",
+        responses={200: s.OrganizationOut, **READ_ERRORS},
+        description="One organization you act for, with its KYB status.",
+    )
     def get(self, request: Request, organization_id: str) -> Response:
         acting = self.acting(request, organization_id=organization_id)
         acting.require_scope("read")
@@ -121,7 +142,11 @@ class OrganizationDetail(OrganizationScoped):
 class MemberList(OrganizationScoped):
     serializer_class = s.MemberOut
 
-    @extend_schema(operation_id="members_list", responses={200: s.MemberOut(many=True)})
+    @extend_schema(
+        operation_id="members_list",
+        responses={200: s.MemberOut(many=True), **READ_ERRORS},
+        description="Members of an organization you act for, with their roles.",
+    )
     def get(self, request: Request, organization_id: str) -> Response:
         acting = self.acting(request, organization_id=organization_id)
         acting.require_scope("read")
@@ -158,7 +183,8 @@ class ApiKeyListCreate(OrganizationScoped):
     @extend_schema(
         operation_id="api_keys_list",
         parameters=[ORGANIZATION_PARAMETER],
-        responses={200: s.ApiKeyOut(many=True)},
+        responses={200: s.ApiKeyOut(many=True), **READ_ERRORS},
+        description="The organization's API keys (owners only); secrets are never shown again.",
     )
     def get(self, request: Request) -> Response:
         acting = self.acting(request)
