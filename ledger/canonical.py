@@ -15,6 +15,7 @@ two below n), signed with Ed25519 over ``checkpoint_message()``.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -220,9 +221,16 @@ def encoded_seq(encoding: bytes) -> int:
     return int(encoding[start:end])
 
 
-def read_export(path: str) -> Iterator[tuple[int, bytes, str | None]]:
-    """Lines of an export's transfers file: each is exactly the canonical encoding."""
-    with open(path, "rb") as handle:
+def read_export(
+    path: str, chain_path: str | None = None
+) -> Iterator[tuple[int, bytes, str | None]]:
+    """Lines of an export's transfers file (each exactly the canonical encoding), with the chain
+    hash the exporter stored for it when a chain file is given (it localizes an edited line; the
+    signed checkpoints are what make the export trustworthy)."""
+    with contextlib.ExitStack() as stack:
+        handle = stack.enter_context(open(path, "rb"))
+        hashes = stack.enter_context(open(chain_path)) if chain_path else None
         for line in handle:
             encoding = line.rstrip(b"\n")
-            yield encoded_seq(encoding), encoding, None
+            stored = hashes.readline().strip() if hashes is not None else None
+            yield encoded_seq(encoding), encoding, stored

@@ -1,7 +1,8 @@
 """Export the sealed chain for offline verification, and verify such an export without Django.
 
 An export is a directory with ``transfers.jsonl`` (each line exactly the canonical encoding of
-one transfer, in seq order) and ``checkpoints.jsonl`` (one JSON object per checkpoint).
+one transfer, in seq order), ``chain.txt`` (the chain hash after each line, hex) and
+``checkpoints.jsonl`` (one JSON object per signed checkpoint).
 
     python -m ledger.export verify DIR [--public-key HEX]     # needs no database, no Django
 """
@@ -32,7 +33,10 @@ def verify_export(directory: Path, *, public_key: bytes | None = None) -> canoni
                 bytes.fromhex(item["public_key"]),
             )
     report = canonical.VerifyReport()
-    records = canonical.read_export(str(directory / "transfers.jsonl"))
+    chain = directory / "chain.txt"
+    records = canonical.read_export(
+        str(directory / "transfers.jsonl"), str(chain) if chain.exists() else None
+    )
     canonical.verify_chain(records, checkpoints, signatures, public_key, report)
     return report
 
@@ -44,9 +48,13 @@ def export_ledger(directory: Path) -> tuple[int, int]:
 
     directory.mkdir(parents=True, exist_ok=True)
     count = 0
-    with open(directory / "transfers.jsonl", "wb") as handle:
-        for _seq, encoding, _hash in chain_records():
+    with (
+        open(directory / "transfers.jsonl", "wb") as handle,
+        open(directory / "chain.txt", "w") as hashes,
+    ):
+        for _seq, encoding, chain_hash in chain_records():
             handle.write(encoding + b"\n")
+            hashes.write(f"{chain_hash}\n")
             count += 1
     fields = [*canonical.CheckpointFields.__dataclass_fields__, "signature", "public_key"]
     rows = list(Checkpoint.objects.order_by("number").values(*fields))

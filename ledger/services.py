@@ -613,8 +613,13 @@ def _checkpoint_if_due(*, now: dt.datetime, head_seq: int, head_hash: bytes) -> 
     count = head_seq - first_seq + 1
     if count <= 0:
         return None
-    age = (now - last.created_at).total_seconds() if last else float("inf")
-    if count < settings.LEDGER_CHECKPOINT_EVERY and age < settings.LEDGER_CHECKPOINT_SECONDS:
+    interval = dt.timedelta(seconds=settings.LEDGER_CHECKPOINT_SECONDS)
+    due = (
+        last is None
+        or count >= settings.LEDGER_CHECKPOINT_EVERY
+        or now - last.created_at >= interval
+    )
+    if not due:
         return None
     encodings = (
         encoding_of(seq, row)
