@@ -12,7 +12,15 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from marketplace import services
-from marketplace.models import ApiKey, Invitation, KybStatus, Membership, Organization, User
+from marketplace.models import (
+    ApiKey,
+    DeviceModel,
+    Invitation,
+    KybStatus,
+    Membership,
+    Organization,
+    User,
+)
 
 
 class MembershipInline(admin.TabularInline[Membership, Any]):
@@ -102,3 +110,26 @@ class InvitationAdmin(admin.ModelAdmin[Invitation]):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+
+@admin.register(DeviceModel)
+class DeviceModelAdmin(admin.ModelAdmin[DeviceModel]):
+    """The operator curates the catalog; SCU is derived from the published peak figures."""
+
+    list_display = [
+        "name",
+        "vendor",
+        "kind",
+        "memory_gb",
+        "bf16_tflops",
+        "scu_per_device",
+        "tdp_watts",
+        "active",
+    ]
+    list_filter = ["vendor", "kind", "active"]
+    search_fields = ["name", "vendor", "slug"]
+    prepopulated_fields = {"slug": ["vendor", "name"]}
+
+    @admin.display(description=_("SCU per device"))
+    def scu_per_device(self, device: DeviceModel) -> str:
+        return f"{device.scu():.3f}"

@@ -242,6 +242,11 @@ CELERY_BEAT_SCHEDULE = {
 }
 HEARTBEAT_MAX_AGE_SECONDS = env.integer("HEARTBEAT_MAX_AGE_SECONDS", 90)
 
+# --------------------------------------------------------------------------- market
+
+# The reference precision of the standard compute unit: 1 SCU-hour = 1 PFLOP/s for one hour.
+SCU_PRECISION = env.string("SCU_PRECISION", "bf16")
+
 # --------------------------------------------------------------------------- ledger
 
 # Base64 of the 32-byte Ed25519 seed that signs ledger checkpoints (development: generated in var/).

@@ -1,4 +1,4 @@
-"""Market state: people, organizations and their access. Later: catalog, supply, demand, leases."""
+"""People, organizations and their access: users, memberships, invitations, API keys."""
 
 from __future__ import annotations
 
