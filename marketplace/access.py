@@ -25,6 +25,13 @@ class Principal:
     api_key: ApiKey | None = None
 
     @property
+    def actor(self) -> str:
+        """Who did it, for event logs: a person or an API key (by its public prefix)."""
+        if self.api_key is not None:
+            return f"key:{self.api_key.prefix}"
+        return f"user:{self.user.pk if self.user else '?'}"
+
+    @property
     def idempotency_scope(self) -> str:
         return f"org:{self.organization.pk}"
 

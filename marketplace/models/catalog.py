@@ -74,7 +74,7 @@ class DeviceModel(models.Model):
                     tdp_watts__gt=0,
                 ),
                 name="device_specs_positive",
-            ),  # fmt: skip
+            ),
         ]
 
     def __str__(self) -> str:
@@ -85,8 +85,12 @@ class DeviceModel(models.Model):
 
     def peak_tflops(self, precision: str | None = None) -> Decimal:
         chosen = precision or settings.SCU_PRECISION
-        field = {"fp64": "fp64_tflops", "fp32": "fp32_tflops", "bf16": "bf16_tflops",
-                 "int8": "int8_tops"}[chosen]  # fmt: skip
+        field = {
+            "fp64": "fp64_tflops",
+            "fp32": "fp32_tflops",
+            "bf16": "bf16_tflops",
+            "int8": "int8_tops",
+        }[chosen]
         value: Decimal = getattr(self, field)
         return value
 

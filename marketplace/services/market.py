@@ -1,0 +1,700 @@
+"""Supply and demand: sites, pools, offers and orders, with holds in the ledger.
+
+Every function validates first and raises a DomainError (stable ``code``, the ``field`` at fault)
+before it changes anything; then it writes in one transaction. An order's hold is a pending
+ledger transfer from the buyer's wallet to the order's hold account, created in the same
+transaction as the order: both exist, or neither.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+import pycountry
+from django.db import connection, transaction
+from django.db.models import Q, Sum
+from django.utils.translation import gettext as _
+
+from ledger import services as ledger
+from ledger.models import Kind, Purpose
+from ledger.money import cost
+from marketplace.access import Principal
+from marketplace.compat import Location
+from marketplace.errors import Conflict, Forbidden, InvalidInput, Unprocessable
+from marketplace.models import (
+    OPEN_ORDER_STATUSES,
+    DeviceModel,
+    Fill,
+    Interconnect,
+    LatencyTier,
+    Market,
+    Offer,
+    OfferEvent,
+    OfferStatus,
+    Order,
+    OrderEvent,
+    OrderStatus,
+    Organization,
+    Placement,
+    Pool,
+    QuantityKind,
+    Site,
+    event_data,
+)
+
+BP = Decimal(10_000)
+HOLD_GRACE = dt.timedelta(days=1)  # the ledger voids a forgotten hold this long after expiry
+START_GRACE = dt.timedelta(minutes=5)  # clocks differ: a start this far in the past is "now"
+VOID_NAMESPACE = uuid.UUID("2d3c4b5a-6978-4a1b-9c2d-3e4f5a6b7c8d")
+JURISDICTIONS_BEYOND_COUNTRIES = {"EU", "EEA"}
+
+
+def market_lock_id(market: Market) -> int:
+    """The advisory lock a clearing round of ``market`` holds while it runs."""
+    digest = hashlib.sha256(f"clearing:{market.pk}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def _try_lock(lock_id: int) -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [lock_id])
+        row = cursor.fetchone()
+    return bool(row and row[0])
+
+
+def ledger_owner(organization: Organization) -> str:
+    return f"org:{organization.public_id}"
+
+
+def _check_tick(price: Decimal, market: Market, field: str) -> None:
+    if price <= 0:
+        raise InvalidInput(
+            _("The price must be above zero."), code="price_not_positive", field=field
+        )
+    if price % market.price_tick != 0:
+        raise InvalidInput(
+            _("The price must be a multiple of the tick %(tick)s %(currency)s.")
+            % {"tick": market.price_tick.normalize(), "currency": market.currency},
+            code="price_precision",
+            field=field,
+        )
+
+
+def _check_region(code: str, field: str, country: str | None = None) -> None:
+    subdivision = pycountry.subdivisions.get(code=code)  # type: ignore[no-untyped-call]
+    if subdivision is None or (country is not None and subdivision.country_code != country):
+        raise InvalidInput(
+            _("Unknown region “%(code)s”; use an ISO 3166-2 code such as CN-GS.") % {"code": code},
+            code="unknown_region",
+            field=field,
+        )
+
+
+def _check_jurisdiction(code: str, field: str) -> None:
+    if code not in JURISDICTIONS_BEYOND_COUNTRIES and pycountry.countries.get(alpha_2=code) is None:
+        raise InvalidInput(
+            _("Unknown jurisdiction “%(code)s”; use a country code or EU.") % {"code": code},
+            code="unknown_jurisdiction",
+            field=field,
+        )
+
+
+def _require_side(principal: Principal, *, provider: bool) -> None:
+    principal.require_can_trade()
+    organization = principal.organization
+    if provider and not organization.is_provider:
+        raise Forbidden(_("Only providers list capacity."), code="not_a_provider")
+    if not provider and not organization.is_buyer:
+        raise Forbidden(_("Only buyers place orders."), code="not_a_buyer")
+
+
+# --------------------------------------------------------------------------- supply
+
+
+@dataclass(frozen=True)
+class SiteRequest:
+    name: str
+    country: str
+    region: str
+    city: str
+    jurisdiction: str
+    pue: Decimal
+    renewable_share: Decimal
+    carbon_g_per_kwh: int
+    certifications: Sequence[str] = ()
+
+
+def create_site(*, principal: Principal, request: SiteRequest) -> Site:
+    _require_side(principal, provider=True)
+    country = request.country.upper()
+    if pycountry.countries.get(alpha_2=country) is None:
+        raise InvalidInput(_("Unknown country code."), code="unknown_country", field="country")
+    _check_region(request.region.upper(), "region", country)
+    _check_jurisdiction(request.jurisdiction.upper(), "jurisdiction")
+    if not Decimal(1) <= request.pue <= Decimal(5):
+        raise InvalidInput(_("PUE is between 1.00 and 5.00."), code="pue_out_of_range", field="pue")
+    if not Decimal(0) <= request.renewable_share <= Decimal(1):
+        raise InvalidInput(
+            _("A share is between 0 and 1."), code="share_out_of_range", field="renewable_share"
+        )
+    if Site.objects.filter(organization=principal.organization, name=request.name).exists():
+        raise Conflict(
+            _("You already have a site with this name."), code="site_exists", field="name"
+        )
+    return Site.objects.create(
+        organization=principal.organization,
+        name=request.name,
+        country=country,
+        region=request.region.upper(),
+        city=request.city.strip(),
+        jurisdiction=request.jurisdiction.upper(),
+        pue=request.pue,
+        renewable_share=request.renewable_share,
+        carbon_g_per_kwh=request.carbon_g_per_kwh,
+        certifications=sorted(set(request.certifications)),
+    )
+
+
+@dataclass(frozen=True)
+class PoolRequest:
+    site: Site
+    name: str
+    device_model: str
+    units: int
+    devices_per_unit: int = 1
+    cpu_cores: int = 0
+    ram_gb: int = 0
+    disk_gb: int = 0
+    interconnect: str = Interconnect.NONE
+
+
+def create_pool(*, principal: Principal, request: PoolRequest) -> Pool:
+    _require_side(principal, provider=True)
+    device = DeviceModel.objects.filter(slug=request.device_model, active=True).first()
+    if device is None:
+        raise InvalidInput(_("Unknown device model."), code="unknown_device", field="device_model")
+    if request.units < 1 or request.devices_per_unit < 1:
+        raise InvalidInput(
+            _("A pool has at least one unit of at least one device."),
+            code="quantity_too_small",
+            field="units",
+        )
+    if Pool.objects.filter(site=request.site, name=request.name).exists():
+        raise Conflict(
+            _("This site already has a pool with this name."), code="pool_exists", field="name"
+        )
+    return Pool.objects.create(
+        site=request.site,
+        name=request.name,
+        device_model=device,
+        devices_per_unit=request.devices_per_unit,
+        units=request.units,
+        cpu_cores=request.cpu_cores,
+        ram_gb=request.ram_gb,
+        disk_gb=request.disk_gb,
+        interconnect=request.interconnect,
+    )
+
+
+@dataclass(frozen=True)
+class OfferRequest:
+    market: Market
+    pool: Pool
+    units: int
+    available_from: dt.datetime
+    available_until: dt.datetime
+    min_price: Decimal
+    min_lease_hours: int = 1
+    max_lease_hours: int = 720
+
+
+def create_offer(*, principal: Principal, request: OfferRequest, now: dt.datetime) -> Offer:
+    """Post an ask. The pool's active offers may not overlap in time beyond its units."""
+    _require_side(principal, provider=True)
+    _check_tick(request.min_price, request.market, "min_price")
+    if request.units < 1:
+        raise InvalidInput(_("Offer at least one unit."), code="quantity_too_small", field="units")
+    if request.available_until <= request.available_from:
+        raise InvalidInput(
+            _("The window must end after it starts."),
+            code="window_inverted",
+            field="available_until",
+        )
+    if request.available_until <= now:
+        raise InvalidInput(
+            _("The window has already ended."), code="window_in_past", field="available_until"
+        )
+    window_hours = (request.available_until - request.available_from) / dt.timedelta(hours=1)
+    if not 1 <= request.min_lease_hours <= request.max_lease_hours <= 720 or (
+        request.min_lease_hours > window_hours
+    ):
+        raise InvalidInput(
+            _("Lease hours must satisfy 1 ≤ minimum ≤ maximum ≤ 720 and fit the window."),
+            code="duration_out_of_range",
+            field="min_lease_hours",
+        )
+    with transaction.atomic():
+        pool = Pool.objects.select_for_update().get(pk=request.pool.pk)  # one offer at a time
+        overlapping = (
+            Offer.objects.filter(
+                pool=pool,
+                status__in=[OfferStatus.ACTIVE, OfferStatus.PAUSED],
+                available_from__lt=request.available_until,
+                available_until__gt=request.available_from,
+            ).aggregate(units=Sum("units"))["units"]
+            or 0
+        )
+        if overlapping + request.units > pool.units:
+            raise Conflict(
+                _("The pool has %(units)d units; %(offered)d are already offered in this window.")
+                % {"units": pool.units, "offered": overlapping},
+                code="exceeds_pool_capacity",
+                field="units",
+            )
+        offer = Offer.objects.create(
+            market=request.market,
+            pool=pool,
+            units=request.units,
+            available_from=request.available_from,
+            available_until=request.available_until,
+            min_price=request.min_price,
+            min_lease_hours=request.min_lease_hours,
+            max_lease_hours=request.max_lease_hours,
+            created_at=now,
+        )
+        OfferEvent.objects.create(
+            offer=offer,
+            kind="posted",
+            status=offer.status,
+            actor=principal.actor,
+            at=now,
+            data=event_data(units=offer.units, min_price=offer.min_price),
+        )
+    return offer
+
+
+OFFER_TRANSITIONS = {
+    "pause": ({OfferStatus.ACTIVE}, OfferStatus.PAUSED),
+    "resume": ({OfferStatus.PAUSED}, OfferStatus.ACTIVE),
+    "withdraw": ({OfferStatus.ACTIVE, OfferStatus.PAUSED}, OfferStatus.WITHDRAWN),
+}
+
+
+def change_offer(*, principal: Principal, offer: Offer, action: str, now: dt.datetime) -> Offer:
+    """Pause, resume or withdraw an offer (a conditional UPDATE: no lost race)."""
+    principal.require_scope("trade")
+    allowed, target = OFFER_TRANSITIONS[action]
+    with transaction.atomic():
+        changed = Offer.objects.filter(pk=offer.pk, status__in=allowed).update(status=target)
+        if not changed:
+            offer.refresh_from_db()
+            raise Conflict(
+                _("An offer that is %(status)s cannot be changed that way.")
+                % {"status": offer.get_status_display()},
+                code="offer_state",
+                field="status",
+            )
+        OfferEvent.objects.create(
+            offer=offer, kind=action, status=target, actor=principal.actor, at=now
+        )
+    offer.refresh_from_db()
+    return offer
+
+
+def expire_offers(*, now: dt.datetime) -> int:
+    with transaction.atomic():
+        ids = list(
+            Offer.objects.select_for_update(skip_locked=True)
+            .filter(status__in=[OfferStatus.ACTIVE, OfferStatus.PAUSED], available_until__lte=now)
+            .values_list("pk", flat=True)
+        )
+        Offer.objects.filter(pk__in=ids).update(status=OfferStatus.EXPIRED)
+        OfferEvent.objects.bulk_create(
+            [
+                OfferEvent(
+                    offer_id=pk, kind="expired", status=OfferStatus.EXPIRED, actor="system", at=now
+                )
+                for pk in ids
+            ]
+        )
+    return len(ids)
+
+
+# --------------------------------------------------------------------------- demand
+
+
+@dataclass(frozen=True)
+class OrderRequest:
+    market: Market
+    quantity: Decimal
+    limit_price: Decimal
+    duration_hours: int
+    earliest_start: dt.datetime
+    latest_start: dt.datetime
+    quantity_kind: str = QuantityKind.UNITS
+    price_per: str = QuantityKind.UNITS
+    device_models: Sequence[str] = ()
+    min_memory_gb: Decimal | None = None
+    min_scu_per_unit: Decimal | None = None
+    allowed_regions: Sequence[str] = ()
+    allowed_jurisdictions: Sequence[str] = ()
+    buyer_location: Location | None = None
+    max_latency_tier: int | None = None
+    min_renewable_share: Decimal | None = None
+    max_pue: Decimal | None = None
+    verified_only: bool = False
+    placement: str = Placement.ANY
+    fill: str = Fill.PARTIAL
+    min_fill: Decimal | None = None
+    expires_at: dt.datetime | None = None
+    devices: list[DeviceModel] = field(default_factory=list, compare=False)
+
+
+def validate_order(request: OrderRequest, *, now: dt.datetime) -> list[DeviceModel]:
+    """Every rule an order must satisfy; raises InvalidInput naming the field. Returns the
+    acceptable device models. Nothing is written."""
+    market = request.market
+    if not market.active:
+        raise Conflict(_("This market is closed."), code="market_closed", field="market")
+    if request.quantity_kind != request.price_per:
+        raise InvalidInput(
+            _("Price per unit-hour goes with a quantity in units; per SCU-hour with SCU."),
+            code="price_basis_mismatch",
+            field="price_per",
+        )
+    if request.quantity_kind == QuantityKind.UNITS:
+        if request.quantity != request.quantity.to_integral_value():
+            raise InvalidInput(
+                _("Units are whole numbers."), code="quantity_not_whole", field="quantity"
+            )
+        if request.quantity < 1:
+            raise InvalidInput(
+                _("Order at least one unit."), code="quantity_too_small", field="quantity"
+            )
+        if request.quantity > market.max_units_per_order:
+            raise InvalidInput(
+                _("At most %(max)d units per order in this market.")
+                % {"max": market.max_units_per_order},
+                code="quantity_above_maximum",
+                field="quantity",
+            )
+    else:
+        if request.quantity <= 0 or request.quantity.as_tuple().exponent < -3:  # type: ignore[operator]
+            raise InvalidInput(
+                _("Order a positive SCU amount with at most 3 decimals."),
+                code="quantity_too_small",
+                field="quantity",
+            )
+        if request.quantity > market.max_scu_per_order:
+            raise InvalidInput(
+                _("At most %(max)s SCU per order in this market.")
+                % {"max": market.max_scu_per_order.normalize()},
+                code="quantity_above_maximum",
+                field="quantity",
+            )
+    _check_tick(request.limit_price, market, "limit_price")
+    if not 1 <= request.duration_hours <= min(720, market.max_duration_hours):
+        raise InvalidInput(
+            _("A lease lasts 1 to %(max)d hours.") % {"max": min(720, market.max_duration_hours)},
+            code="duration_out_of_range",
+            field="duration_hours",
+        )
+    if request.latest_start < request.earliest_start:
+        raise InvalidInput(
+            _("The latest start is before the earliest start."),
+            code="start_window_inverted",
+            field="latest_start",
+        )
+    if request.earliest_start < now - START_GRACE:
+        raise InvalidInput(
+            _("The start window begins in the past."), code="start_in_past", field="earliest_start"
+        )
+    if request.latest_start > now + dt.timedelta(hours=market.horizon_hours):
+        raise InvalidInput(
+            _("Start within %(hours)d hours from now.") % {"hours": market.horizon_hours},
+            code="start_beyond_horizon",
+            field="latest_start",
+        )
+    if request.expires_at is not None and not now < request.expires_at <= request.latest_start:
+        raise InvalidInput(
+            _("An order expires after now and no later than its latest start."),
+            code="expiry_out_of_range",
+            field="expires_at",
+        )
+    devices = list(DeviceModel.objects.filter(slug__in=set(request.device_models), active=True))
+    if len(devices) != len(set(request.device_models)):
+        unknown = sorted(set(request.device_models) - {d.slug for d in devices})
+        raise InvalidInput(
+            _("Unknown device model: %(slugs)s.") % {"slugs": ", ".join(unknown)},
+            code="unknown_device",
+            field="device_models",
+        )
+    for region in request.allowed_regions:
+        _check_region(region, "allowed_regions")
+    for jurisdiction in request.allowed_jurisdictions:
+        _check_jurisdiction(jurisdiction, "allowed_jurisdictions")
+    _check_constraints(request, devices)
+    return devices
+
+
+def _check_constraints(request: OrderRequest, devices: list[DeviceModel]) -> None:
+    def contradiction(message: str, field: str) -> InvalidInput:
+        return InvalidInput(message, code="contradictory_constraints", field=field)
+
+    location = request.buyer_location
+    if location is not None:
+        if pycountry.countries.get(alpha_2=location.country) is None:
+            raise InvalidInput(
+                _("Unknown country code."), code="unknown_country", field="buyer_location.country"
+            )
+        if location.region:
+            _check_region(location.region, "buyer_location.region", location.country)
+    if request.max_latency_tier is not None:
+        if request.max_latency_tier not in LatencyTier.values:
+            raise InvalidInput(
+                _("Unknown latency tier."), code="invalid_choice", field="max_latency_tier"
+            )
+        if (
+            location is None
+            or (request.max_latency_tier <= LatencyTier.REGIONAL and not location.region)
+            or (request.max_latency_tier == LatencyTier.CITY and not location.city)
+        ):
+            raise contradiction(
+                _("A latency limit needs your location down to that level."), "buyer_location"
+            )
+    if request.min_renewable_share is not None and not 0 <= request.min_renewable_share <= 1:
+        raise InvalidInput(
+            _("A share is between 0 and 1."), code="share_out_of_range", field="min_renewable_share"
+        )
+    if request.max_pue is not None and request.max_pue < 1:
+        raise InvalidInput(_("PUE is never below 1.00."), code="pue_out_of_range", field="max_pue")
+    if request.allowed_regions and request.allowed_jurisdictions:
+        countries = {r.split("-")[0] for r in request.allowed_regions}
+        if not countries & set(request.allowed_jurisdictions) and not (
+            set(request.allowed_jurisdictions) & JURISDICTIONS_BEYOND_COUNTRIES
+        ):
+            raise contradiction(
+                _("None of the allowed regions lies in an allowed jurisdiction."), "allowed_regions"
+            )
+    if (
+        devices
+        and request.min_memory_gb is not None
+        and all(d.memory_gb < request.min_memory_gb for d in devices)
+    ):
+        raise contradiction(_("None of the chosen devices has that much memory."), "min_memory_gb")
+    if (
+        request.fill == Fill.PARTIAL
+        and request.min_fill is not None
+        and not 0 < request.min_fill <= request.quantity
+    ):
+        raise InvalidInput(
+            _("The minimum fill is above zero and at most the quantity."),
+            code="min_fill_out_of_range",
+            field="min_fill",
+        )
+    if request.placement == Placement.SAME_POOL and request.quantity_kind == QuantityKind.SCU:
+        raise contradiction(_("Same-pool placement is for orders in units."), "placement")
+
+
+def hold_amount(request: OrderRequest) -> int:
+    """Maximum cost plus maximum buyer fee, in minor units, through the one rounding function."""
+    volume = request.quantity * request.duration_hours
+    fee_rate = request.limit_price * request.market.buyer_fee_bps / BP
+    return cost(request.limit_price, volume, request.market.currency) + cost(
+        fee_rate, volume, request.market.currency
+    )
+
+
+def place_order(*, principal: Principal, request: OrderRequest, now: dt.datetime) -> Order:
+    """Validate, then create the order and its hold together. Raises Forbidden (not approved,
+    not a buyer, no scope), InvalidInput (a rule), or Unprocessable ``insufficient_funds``;
+    each leaves no order and no hold."""
+    _require_side(principal, provider=False)
+    devices = validate_order(request, now=now)
+    amount = hold_amount(request)
+    market = request.market
+    expires_at = request.expires_at or request.latest_start
+    location = request.buyer_location or Location(country="")
+    with transaction.atomic():
+        order = Order.objects.create(
+            market=market,
+            organization=principal.organization,
+            placed_by=principal.actor,
+            quantity_kind=request.quantity_kind,
+            quantity=request.quantity,
+            min_memory_gb=request.min_memory_gb,
+            min_scu_per_unit=request.min_scu_per_unit,
+            duration_hours=request.duration_hours,
+            earliest_start=request.earliest_start,
+            latest_start=request.latest_start,
+            limit_price=request.limit_price,
+            price_per=request.price_per,
+            allowed_regions=sorted(set(request.allowed_regions)),
+            allowed_jurisdictions=sorted(set(request.allowed_jurisdictions)),
+            buyer_country=location.country,
+            buyer_region=location.region,
+            buyer_city=location.city,
+            max_latency_tier=request.max_latency_tier,
+            min_renewable_share=request.min_renewable_share,
+            max_pue=request.max_pue,
+            verified_only=request.verified_only,
+            placement=request.placement,
+            fill=request.fill,
+            min_fill=request.min_fill
+            if request.fill == Fill.PARTIAL and request.min_fill
+            else request.quantity
+            if request.fill == Fill.ALL_OR_NONE
+            else Decimal(1 if request.quantity_kind == QuantityKind.UNITS else "0.001"),
+            expires_at=expires_at,
+            hold_amount=amount,
+            hold_transfer_id=uuid.uuid4(),
+            created_at=now,
+        )
+        if devices:
+            order.device_models.set(devices)
+        owner = ledger_owner(principal.organization)
+        wallet = ledger.open_account(
+            owner=owner, purpose=Purpose.WALLET, currency=market.currency, now=now
+        )
+        escrow = ledger.open_account(
+            owner=owner,
+            purpose=Purpose.ORDER_HOLD,
+            currency=market.currency,
+            now=now,
+            reference=f"order:{order.public_id}",
+        )
+        timeout = int((expires_at - now + HOLD_GRACE).total_seconds())
+        result = ledger.transfer(
+            ledger.NewTransfer(
+                id=order.hold_transfer_id,
+                debit_account_id=wallet.pk,
+                credit_account_id=escrow.pk,
+                amount=amount,
+                kind=Kind.PENDING,
+                timeout=timeout,
+                metadata={"order": str(order.public_id)},
+            ),
+            now=now,
+        )
+        if result != ledger.Result.OK:
+            available = ledger_balance(wallet.pk)
+            raise Unprocessable(
+                _("Insufficient funds: the order needs a hold of %(need)s, %(have)s available.")
+                % {"need": _money(amount, market), "have": _money(available, market)},
+                code="insufficient_funds",
+                field="quantity",
+            )
+        OrderEvent.objects.create(
+            order=order,
+            kind="placed",
+            status=order.status,
+            actor=principal.actor,
+            at=now,
+            data=event_data(
+                hold_amount=amount, limit_price=order.limit_price, quantity=order.quantity
+            ),
+        )
+    return order
+
+
+def ledger_balance(account_id: int) -> int:
+    from ledger import queries
+
+    return queries.balance(account_id).available
+
+
+def _money(minor: int, market: Market) -> str:
+    from ledger.money import Money
+
+    return str(Money(minor, market.currency))
+
+
+def _void_hold(order: Order, *, reason: str, now: dt.datetime) -> None:
+    void_id = uuid.uuid5(VOID_NAMESPACE, f"{reason}:{order.hold_transfer_id}")
+    result = ledger.transfer(
+        ledger.NewTransfer(
+            id=void_id,
+            kind=Kind.VOID,
+            pending_id=order.hold_transfer_id,
+            metadata={"order": str(order.public_id), "reason": reason},
+        ),
+        now=now,
+    )
+    # Already resolved means the ledger's own expiry (or an earlier run) voided it first.
+    if result not in (
+        ledger.Result.OK,
+        ledger.Result.EXISTS,
+        ledger.Result.PENDING_ALREADY_RESOLVED,
+    ):
+        raise RuntimeError(f"voiding the hold of {order.public_id} failed: {result}")
+
+
+def cancel_order(*, principal: Principal, order: Order, now: dt.datetime) -> Order:
+    """Cancel an open order and void its hold. While its market is clearing a round, the cancel
+    is recorded and takes effect right after that round (returned with ``cancel_requested_at``).
+    """
+    principal.require_scope("trade")
+    with transaction.atomic():
+        locked = Order.objects.select_for_update().get(pk=order.pk)
+        if locked.status not in OPEN_ORDER_STATUSES:
+            raise Conflict(
+                _("This order is %(status)s and cannot be cancelled.")
+                % {"status": locked.get_status_display()},
+                code="order_not_open",
+                field="status",
+            )
+        if not _try_lock(market_lock_id(locked.market)):
+            if locked.cancel_requested_at is None:
+                locked.cancel_requested_at = now
+                locked.save(update_fields=["cancel_requested_at"])
+                OrderEvent.objects.create(
+                    order=locked,
+                    kind="cancel_requested",
+                    status=locked.status,
+                    actor=principal.actor,
+                    at=now,
+                )
+            return locked
+        _close(locked, OrderStatus.CANCELLED, actor=principal.actor, now=now)
+    return locked
+
+
+def _close(order: Order, status: str, *, actor: str, now: dt.datetime) -> None:
+    _void_hold(order, reason=status, now=now)
+    order.status = status
+    order.save(update_fields=["status"])
+    OrderEvent.objects.create(order=order, kind=status, status=status, actor=actor, at=now)
+
+
+def apply_requested_cancels(*, market: Market, now: dt.datetime) -> int:
+    """Run by the clearing service after a round (under the market's lock)."""
+    count = 0
+    for order in Order.objects.select_for_update().filter(
+        market=market, status__in=OPEN_ORDER_STATUSES, cancel_requested_at__isnull=False
+    ):
+        _close(order, OrderStatus.CANCELLED, actor="system:deferred-cancel", now=now)
+        count += 1
+    return count
+
+
+def expire_orders(*, now: dt.datetime) -> int:
+    """Expire open orders past their time in force and void their holds; markets that are
+    clearing a round right now are skipped and caught on the next run."""
+    count = 0
+    for market in Market.objects.filter(
+        Q(orders__status__in=OPEN_ORDER_STATUSES) & Q(orders__expires_at__lte=now)
+    ).distinct():
+        with transaction.atomic():
+            if not _try_lock(market_lock_id(market)):
+                continue
+            for order in Order.objects.select_for_update(skip_locked=True).filter(
+                market=market, status__in=OPEN_ORDER_STATUSES, expires_at__lte=now
+            ):
+                _close(order, OrderStatus.EXPIRED, actor="system:expiry", now=now)
+                count += 1
+    return count

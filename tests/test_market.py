@@ -1,0 +1,565 @@
+"""Supply and demand services: sites, pools, offers, orders, holds, lifecycles, validation."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from django.db import connection
+
+from ledger import services as ledger
+from ledger.models import Account, Kind, Transfer
+from marketplace import services
+from marketplace.access import Principal, principal_for_member
+from marketplace.compat import Location, latency_tier
+from marketplace.errors import Conflict, DomainError, Forbidden
+from marketplace.models import (
+    DeviceModel,
+    LatencyTier,
+    Market,
+    Membership,
+    Offer,
+    OfferStatus,
+    Order,
+    OrderEvent,
+    OrderStatus,
+    Organization,
+    Pool,
+    Role,
+    Site,
+    User,
+)
+from marketplace.services import OfferRequest, OrderRequest, PoolRequest, SiteRequest
+
+pytestmark = pytest.mark.django_db
+NOW = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)
+HOUR = dt.timedelta(hours=1)
+
+
+def make_device(
+    slug: str = "nvidia-h100-sxm", bf16: str = "989.400", memory: str = "80"
+) -> DeviceModel:
+    return DeviceModel.objects.create(
+        slug=slug,
+        vendor="NVIDIA",
+        name=slug,
+        kind="gpu",
+        memory_gb=Decimal(memory),
+        memory_bandwidth_gbps=Decimal("3350"),
+        fp64_tflops=Decimal("33.5"),
+        fp32_tflops=Decimal("66.9"),
+        bf16_tflops=Decimal(bf16),
+        int8_tops=Decimal("1978.9"),
+        tdp_watts=700,
+        source_url="https://example.com/datasheet",
+    )
+
+
+@pytest.fixture
+def market(db: None) -> Market:
+    return Market.objects.create(slug="cny", name="CNY", currency="CNY", buyer_fee_bps=100)
+
+
+@pytest.fixture
+def h100(db: None) -> DeviceModel:
+    return make_device()
+
+
+def acting(user: User) -> Principal:
+    return principal_for_member(Membership.objects.select_related("organization").get(user=user))
+
+
+def fund(organization: Organization, minor: int) -> None:
+    owner = f"org:{organization.public_id}"
+    source = ledger.open_account(owner="platform", purpose="adjustment", currency="CNY", now=NOW)
+    wallet = ledger.open_account(owner=owner, purpose="wallet", currency="CNY", now=NOW)
+    result = ledger.transfer(
+        ledger.NewTransfer(
+            id=uuid.uuid4(), debit_account_id=source.pk, credit_account_id=wallet.pk, amount=minor
+        ),
+        now=NOW,
+    )
+    assert result == ledger.Result.OK
+
+
+def wallet_of(organization: Organization) -> Account:
+    return Account.objects.get(owner=f"org:{organization.public_id}", purpose="wallet")
+
+
+def order_request(market: Market, **changes: Any) -> OrderRequest:
+    values: dict[str, Any] = {
+        "market": market,
+        "quantity": Decimal(4),
+        "limit_price": Decimal("12.50"),
+        "duration_hours": 10,
+        "earliest_start": NOW + HOUR,
+        "latest_start": NOW + 3 * HOUR,
+    }
+    values.update(changes)
+    return OrderRequest(**values)
+
+
+@pytest.fixture
+def funded_buyer(buyer: User, buyer_org: Organization) -> Principal:
+    fund(buyer_org, 1_000_000)  # 10,000.00 CNY
+    return acting(buyer)
+
+
+def snapshot() -> tuple[int, int, int, list[tuple[Any, ...]]]:
+    totals = list(
+        Account.objects.order_by("pk").values_list(
+            "pk", "debits_pending", "debits_posted", "credits_posted"
+        )
+    )
+    return Order.objects.count(), OrderEvent.objects.count(), Transfer.objects.count(), totals
+
+
+# --------------------------------------------------------------------------- rules
+
+
+@pytest.mark.parametrize(
+    ("buyer", "site", "tier"),
+    [
+        (
+            Location("CN", "CN-SH", "Shanghai"),
+            Location("CN", "CN-SH", "shanghai"),
+            LatencyTier.CITY,
+        ),
+        (Location("CN", "CN-SH", ""), Location("CN", "CN-SH", "Shanghai"), LatencyTier.REGIONAL),
+        (
+            Location("CN", "CN-GD", "Shenzhen"),
+            Location("CN", "CN-GD", "Guangzhou"),
+            LatencyTier.REGIONAL,
+        ),
+        (
+            Location("CN", "CN-SH", "Shanghai"),
+            Location("CN", "CN-GS", "Qingyang"),
+            LatencyTier.NATIONAL,
+        ),
+        (Location("CN"), Location("CN", "CN-GS", "Qingyang"), LatencyTier.NATIONAL),
+        (
+            Location("SG", "SG-01", "Singapore"),
+            Location("CN", "CN-SH", "Shanghai"),
+            LatencyTier.INTERNATIONAL,
+        ),
+    ],
+)
+def test_latency_tier(buyer: Location, site: Location, tier: LatencyTier) -> None:
+    assert latency_tier(buyer, site) == tier
+
+
+def test_scu_of_a_pool_unit(h100: DeviceModel) -> None:
+    pool = Pool(device_model=h100, devices_per_unit=8, units=1)
+
+    assert h100.scu() == Decimal("0.9894")
+    assert pool.scu_per_unit == Decimal("7.9152")
+    assert h100.scu(precision="fp64") == Decimal("0.0335")
+
+
+# --------------------------------------------------------------------------- orders
+
+
+def test_placing_an_order_holds_its_maximum_cost_plus_fee(
+    market: Market, funded_buyer: Principal, buyer_org: Organization
+) -> None:
+    order = services.place_order(principal=funded_buyer, request=order_request(market), now=NOW)
+
+    # 4 units × 10 h × 12.50 = 500.00 CNY, plus the 1% buyer fee 5.00 = 505.00 CNY
+    assert order.hold_amount == 50_500
+    hold = Transfer.objects.get(pk=order.hold_transfer_id)
+    assert (hold.kind, hold.amount, hold.debit_account_id) == (
+        Kind.PENDING,
+        50_500,
+        wallet_of(buyer_org).pk,
+    )
+    assert hold.credit_account.reference == f"order:{order.public_id}"
+    wallet = wallet_of(buyer_org)
+    assert (wallet.debits_pending, wallet.credits_posted) == (50_500, 1_000_000)
+    assert (order.status, order.placed_by) == (OrderStatus.OPEN, funded_buyer.actor)
+    assert list(order.events.values_list("kind", "status")) == [("placed", "open")]
+
+
+def test_an_scu_order_holds_price_times_scu_hours(market: Market, funded_buyer: Principal) -> None:
+    request = order_request(
+        market,
+        quantity=Decimal("2.5"),
+        quantity_kind="scu",
+        price_per="scu",
+        limit_price=Decimal("3.33"),
+        duration_hours=3,
+    )
+
+    order = services.place_order(principal=funded_buyer, request=request, now=NOW)
+
+    # 2.5 SCU × 3 h × 3.33 = 24.975 → 2497.5 minor → 2498 (half-even); fee 1% 24.975 → 25
+    assert order.hold_amount == 2_498 + 25
+
+
+@pytest.mark.parametrize(
+    ("changes", "code", "field"),
+    [
+        ({"quantity": Decimal(0)}, "quantity_too_small", "quantity"),
+        ({"quantity": Decimal("1.5")}, "quantity_not_whole", "quantity"),
+        ({"quantity": Decimal(513)}, "quantity_above_maximum", "quantity"),
+        ({"limit_price": Decimal(0)}, "price_not_positive", "limit_price"),
+        ({"limit_price": Decimal("-1")}, "price_not_positive", "limit_price"),
+        ({"limit_price": Decimal("12.505")}, "price_precision", "limit_price"),
+        ({"duration_hours": 0}, "duration_out_of_range", "duration_hours"),
+        ({"duration_hours": 721}, "duration_out_of_range", "duration_hours"),
+        ({"earliest_start": NOW - HOUR}, "start_in_past", "earliest_start"),
+        ({"latest_start": NOW + 15 * 24 * HOUR}, "start_beyond_horizon", "latest_start"),
+        ({"latest_start": NOW}, "start_window_inverted", "latest_start"),
+        ({"device_models": ["nvidia-h999"]}, "unknown_device", "device_models"),
+        ({"allowed_regions": ["CN-XX"]}, "unknown_region", "allowed_regions"),
+        ({"allowed_jurisdictions": ["ZZ"]}, "unknown_jurisdiction", "allowed_jurisdictions"),
+        (
+            {"allowed_regions": ["CN-GS"], "allowed_jurisdictions": ["SG"]},
+            "contradictory_constraints",
+            "allowed_regions",
+        ),
+        ({"max_latency_tier": LatencyTier.CITY}, "contradictory_constraints", "buyer_location"),
+        (
+            {"max_latency_tier": LatencyTier.CITY, "buyer_location": Location("CN", "CN-SH")},
+            "contradictory_constraints",
+            "buyer_location",
+        ),
+        (
+            {"device_models": ["nvidia-h100-sxm"], "min_memory_gb": Decimal(141)},
+            "contradictory_constraints",
+            "min_memory_gb",
+        ),
+        ({"min_renewable_share": Decimal("1.5")}, "share_out_of_range", "min_renewable_share"),
+        ({"max_pue": Decimal("0.9")}, "pue_out_of_range", "max_pue"),
+        ({"min_fill": Decimal(5)}, "min_fill_out_of_range", "min_fill"),
+        ({"price_per": "scu"}, "price_basis_mismatch", "price_per"),
+        (
+            {"placement": "same_pool", "quantity_kind": "scu", "price_per": "scu"},
+            "contradictory_constraints",
+            "placement",
+        ),
+        ({"expires_at": NOW + 4 * HOUR}, "expiry_out_of_range", "expires_at"),
+        (
+            {"quantity": Decimal(400), "limit_price": Decimal("99.00")},
+            "insufficient_funds",
+            "quantity",
+        ),
+    ],
+)
+def test_each_order_rule_gives_its_code_and_field_and_changes_nothing(
+    market: Market,
+    funded_buyer: Principal,
+    h100: DeviceModel,
+    changes: dict[str, Any],
+    code: str,
+    field: str,
+) -> None:
+    before = snapshot()
+
+    with pytest.raises(DomainError) as refused:
+        services.place_order(
+            principal=funded_buyer, request=order_request(market, **changes), now=NOW
+        )
+
+    assert (refused.value.code, refused.value.field) == (code, field)
+    assert snapshot() == before
+
+
+def test_insufficient_funds_is_422(market: Market, funded_buyer: Principal) -> None:
+    with pytest.raises(DomainError) as refused:
+        services.place_order(
+            principal=funded_buyer,
+            request=order_request(market, quantity=Decimal(400), limit_price=Decimal("99.00")),
+            now=NOW,
+        )
+
+    assert refused.value.status == 422
+    assert "10000.00 CNY available" in refused.value.message
+
+
+@pytest.mark.parametrize("who", ["unapproved", "provider", "viewer"])
+def test_only_approved_buyers_with_the_trade_scope_place_orders(
+    market: Market,
+    who: str,
+    provider: User,
+    buyer_org: Organization,
+    add_member: Callable[[Organization, str, str], User],
+) -> None:
+    fund(buyer_org, 1_000_000)
+    if who == "unapproved":
+        Organization.objects.filter(pk=buyer_org.pk).update(kyb_status="pending")
+        principal = acting(Membership.objects.get(organization=buyer_org).user)
+    elif who == "provider":
+        principal = acting(provider)
+    else:
+        principal = acting(add_member(buyer_org, "viewer@buyer.example", Role.VIEWER))
+    before = snapshot()
+
+    with pytest.raises(Forbidden) as refused:
+        services.place_order(principal=principal, request=order_request(market), now=NOW)
+
+    expected = {
+        "unapproved": "organization_not_approved",
+        "provider": "not_a_buyer",
+        "viewer": "insufficient_scope",
+    }
+    assert refused.value.code == expected[who]
+    assert snapshot() == before
+
+
+def test_cancel_voids_the_hold(
+    market: Market, funded_buyer: Principal, buyer_org: Organization
+) -> None:
+    order = services.place_order(principal=funded_buyer, request=order_request(market), now=NOW)
+
+    cancelled = services.cancel_order(principal=funded_buyer, order=order, now=NOW + HOUR)
+
+    assert cancelled.status == OrderStatus.CANCELLED
+    wallet = wallet_of(buyer_org)
+    assert (wallet.debits_pending, wallet.debits_posted) == (0, 0)
+    void = Transfer.objects.get(pending_id=order.hold_transfer_id)
+    assert (void.kind, void.amount) == (Kind.VOID, 50_500)
+    assert list(order.events.order_by("at").values_list("kind", flat=True)) == [
+        "placed",
+        "cancelled",
+    ]
+    with pytest.raises(Conflict) as again:
+        services.cancel_order(principal=funded_buyer, order=order, now=NOW + HOUR)
+    assert again.value.code == "order_not_open"
+
+
+def test_a_cancel_during_a_clearing_round_waits_for_the_round(
+    market: Market, funded_buyer: Principal, buyer_org: Organization
+) -> None:
+    order = services.place_order(principal=funded_buyer, request=order_request(market), now=NOW)
+    from django.db import connections
+
+    params = connections["default"].get_connection_params()
+    import psycopg
+
+    matcher = psycopg.connect(**{k: v for k, v in params.items() if k != "cursor_factory"})
+    try:
+        matcher.execute("SELECT pg_advisory_lock(%s)", [services.market_lock_id(market)])
+        pending = services.cancel_order(principal=funded_buyer, order=order, now=NOW + HOUR)
+    finally:
+        matcher.close()
+
+    assert (pending.status, pending.cancel_requested_at) == (OrderStatus.OPEN, NOW + HOUR)
+    assert wallet_of(buyer_org).debits_pending == 50_500
+    assert services.apply_requested_cancels(market=market, now=NOW + 2 * HOUR) == 1
+    order.refresh_from_db()
+    assert order.status == OrderStatus.CANCELLED
+    assert wallet_of(buyer_org).debits_pending == 0
+    assert list(order.events.order_by("at").values_list("kind", flat=True)) == [
+        "placed",
+        "cancel_requested",
+        "cancelled",
+    ]
+    assert connection.in_atomic_block
+
+
+def test_orders_expire_at_their_time_in_force(
+    market: Market, funded_buyer: Principal, buyer_org: Organization
+) -> None:
+    order = services.place_order(
+        principal=funded_buyer, request=order_request(market, expires_at=NOW + 2 * HOUR), now=NOW
+    )
+
+    early = services.expire_orders(now=NOW + HOUR)
+    due = services.expire_orders(now=NOW + 2 * HOUR)
+    again = services.expire_orders(now=NOW + 3 * HOUR)
+
+    assert (early, due, again) == (0, 1, 0)
+    order.refresh_from_db()
+    assert order.status == OrderStatus.EXPIRED
+    assert wallet_of(buyer_org).debits_pending == 0
+
+
+# --------------------------------------------------------------------------- supply
+
+
+@pytest.fixture
+def seller(provider: User) -> Principal:
+    return acting(provider)
+
+
+@pytest.fixture
+def site(seller: Principal) -> Site:
+    return services.create_site(
+        principal=seller,
+        request=SiteRequest(
+            name="Qingyang 1",
+            country="CN",
+            region="CN-GS",
+            city="Qingyang",
+            jurisdiction="CN",
+            pue=Decimal("1.15"),
+            renewable_share=Decimal("0.62"),
+            carbon_g_per_kwh=420,
+            certifications=["MLPS-3", "ISO27001"],
+        ),
+    )
+
+
+@pytest.fixture
+def pool(seller: Principal, site: Site, h100: DeviceModel) -> Pool:
+    return services.create_pool(
+        principal=seller,
+        request=PoolRequest(
+            site=site,
+            name="h100-x8",
+            device_model="nvidia-h100-sxm",
+            units=10,
+            devices_per_unit=8,
+            interconnect="infiniband",
+        ),
+    )
+
+
+def offer_request(market: Market, pool: Pool, **changes: Any) -> OfferRequest:
+    values: dict[str, Any] = {
+        "market": market,
+        "pool": pool,
+        "units": 6,
+        "available_from": NOW,
+        "available_until": NOW + 48 * HOUR,
+        "min_price": Decimal("80.00"),
+    }
+    values.update(changes)
+    return OfferRequest(**values)
+
+
+def test_a_provider_lists_a_site_a_pool_and_an_offer(
+    market: Market, seller: Principal, pool: Pool
+) -> None:
+    offer = services.create_offer(principal=seller, request=offer_request(market, pool), now=NOW)
+
+    assert (offer.status, offer.units, pool.scu_per_unit) == ("active", 6, Decimal("7.9152"))
+    assert pool.site.certifications == ["ISO27001", "MLPS-3"]
+    assert list(offer.events.values_list("kind", "actor")) == [("posted", seller.actor)]
+
+
+def test_offers_may_not_exceed_the_pool_in_overlapping_windows(
+    market: Market, seller: Principal, pool: Pool
+) -> None:
+    services.create_offer(principal=seller, request=offer_request(market, pool), now=NOW)
+    later = offer_request(
+        market, pool, available_from=NOW + 48 * HOUR, available_until=NOW + 72 * HOUR, units=10
+    )
+    services.create_offer(principal=seller, request=later, now=NOW)  # no overlap: fine
+
+    with pytest.raises(Conflict) as refused:
+        services.create_offer(
+            principal=seller, request=offer_request(market, pool, units=5), now=NOW
+        )
+
+    assert (refused.value.code, refused.value.field) == ("exceeds_pool_capacity", "units")
+    assert Offer.objects.count() == 2
+
+
+@pytest.mark.parametrize(
+    ("changes", "code"),
+    [
+        ({"min_price": Decimal("80.001")}, "price_precision"),
+        ({"min_price": Decimal(0)}, "price_not_positive"),
+        ({"units": 0}, "quantity_too_small"),
+        ({"available_until": NOW - HOUR, "available_from": NOW - 2 * HOUR}, "window_in_past"),
+        ({"available_until": NOW}, "window_inverted"),
+        ({"min_lease_hours": 49}, "duration_out_of_range"),
+    ],
+)
+def test_bad_offers_are_refused(
+    market: Market, seller: Principal, pool: Pool, changes: dict[str, Any], code: str
+) -> None:
+    with pytest.raises(DomainError) as refused:
+        services.create_offer(
+            principal=seller, request=offer_request(market, pool, **changes), now=NOW
+        )
+
+    assert refused.value.code == code
+    assert Offer.objects.count() == 0
+
+
+def test_offer_lifecycle(market: Market, seller: Principal, pool: Pool) -> None:
+    offer = services.create_offer(principal=seller, request=offer_request(market, pool), now=NOW)
+
+    statuses = [
+        services.change_offer(principal=seller, offer=offer, action=action, now=NOW).status
+        for action in ("pause", "resume", "withdraw")
+    ]
+
+    assert statuses == ["paused", "active", "withdrawn"]
+    with pytest.raises(Conflict):
+        services.change_offer(principal=seller, offer=offer, action="resume", now=NOW)
+    assert list(offer.events.order_by("pk").values_list("kind", flat=True)) == [
+        "posted",
+        "pause",
+        "resume",
+        "withdraw",
+    ]
+
+
+def test_offers_expire_at_the_end_of_their_window(
+    market: Market, seller: Principal, pool: Pool
+) -> None:
+    offer = services.create_offer(principal=seller, request=offer_request(market, pool), now=NOW)
+
+    assert services.expire_offers(now=NOW + 47 * HOUR) == 0
+    assert services.expire_offers(now=NOW + 48 * HOUR) == 1
+    offer.refresh_from_db()
+    assert offer.status == OfferStatus.EXPIRED
+
+
+@pytest.mark.parametrize(
+    ("changes", "code", "field"),
+    [
+        ({"region": "CN-XX"}, "unknown_region", "region"),
+        ({"region": "US-CA"}, "unknown_region", "region"),
+        ({"jurisdiction": "ZZ"}, "unknown_jurisdiction", "jurisdiction"),
+        ({"pue": Decimal("0.95")}, "pue_out_of_range", "pue"),
+        ({"renewable_share": Decimal("1.2")}, "share_out_of_range", "renewable_share"),
+    ],
+)
+def test_bad_sites_are_refused(
+    seller: Principal, changes: dict[str, Any], code: str, field: str
+) -> None:
+    values: dict[str, Any] = {
+        "name": "S",
+        "country": "CN",
+        "region": "CN-GS",
+        "city": "Q",
+        "jurisdiction": "CN",
+        "pue": Decimal("1.2"),
+        "renewable_share": Decimal("0.5"),
+        "carbon_g_per_kwh": 500,
+    }
+    values.update(changes)
+
+    with pytest.raises(DomainError) as refused:
+        services.create_site(principal=seller, request=SiteRequest(**values))
+
+    assert (refused.value.code, refused.value.field) == (code, field)
+    assert Site.objects.count() == 0
+
+
+def test_buyers_do_not_list_capacity(buyer: User) -> None:
+    with pytest.raises(Forbidden) as refused:
+        services.create_site(
+            principal=acting(buyer),
+            request=SiteRequest(
+                name="S",
+                country="CN",
+                region="CN-GS",
+                city="Q",
+                jurisdiction="CN",
+                pue=Decimal("1.2"),
+                renewable_share=Decimal("0.5"),
+                carbon_g_per_kwh=500,
+            ),
+        )
+
+    assert refused.value.code == "not_a_provider"
+    assert Site.objects.count() == 0
