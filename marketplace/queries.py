@@ -2,12 +2,29 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hmac
 import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
 
 from django.db.models import QuerySet
 
-from marketplace.models import ApiKey, Invitation, Membership, Organization, User
+from marketplace.compat import REASONS, Demand, Location, Supply, exclusion
+from marketplace.models import (
+    OPEN_ORDER_STATUSES,
+    ApiKey,
+    Invitation,
+    Market,
+    Membership,
+    Offer,
+    OfferStatus,
+    Order,
+    Organization,
+    Site,
+    User,
+)
 from marketplace.services import hash_secret
 
 _API_KEY = re.compile(r"^sx_([0-9a-f]{12})_([A-Za-z0-9_-]{20,100})$")
@@ -45,3 +62,209 @@ def open_invitations_of(organization: Organization) -> QuerySet[Invitation]:
 
 def api_keys_of(organization: Organization) -> QuerySet[ApiKey]:
     return ApiKey.objects.filter(organization=organization).order_by("-created_at")
+
+
+# --------------------------------------------------------------------------- market
+
+
+def supply_of(market: Market, *, now: dt.datetime) -> list[Supply]:
+    """Active offers of a market still open at ``now``, with their free units.
+
+    Free units are the offer's units; leases (a later release) will subtract what is leased.
+    """
+    offers = (
+        Offer.objects.filter(market=market, status=OfferStatus.ACTIVE, available_until__gt=now)
+        .select_related("pool__site", "pool__device_model")
+        .order_by("min_price", "pk")
+    )
+    return [
+        Supply(
+            offer_id=offer.pk,
+            pool_id=offer.pool_id,
+            site_id=offer.pool.site_id,
+            device_slug=offer.pool.device_model.slug,
+            memory_gb_per_unit=offer.pool.memory_gb_per_unit,
+            scu_per_unit=offer.pool.scu_per_unit,
+            location=Location(
+                offer.pool.site.country, offer.pool.site.region, offer.pool.site.city
+            ),
+            jurisdiction=offer.pool.site.jurisdiction,
+            pue=offer.pool.site.pue,
+            renewable_share=offer.pool.site.renewable_share,
+            verified=offer.pool.verified,
+            free_units=offer.units,
+            min_price=offer.min_price,
+            available_from=offer.available_from,
+            available_until=offer.available_until,
+            min_lease_hours=offer.min_lease_hours,
+            max_lease_hours=offer.max_lease_hours,
+        )
+        for offer in offers
+    ]
+
+
+def demand_of(order: Order, device_slugs: Sequence[str]) -> Demand:
+    location = Location(order.buyer_country, order.buyer_region, order.buyer_city)
+    return Demand(
+        device_slugs=device_slugs,
+        min_memory_gb=order.min_memory_gb,
+        min_scu_per_unit=order.min_scu_per_unit,
+        duration_hours=order.duration_hours,
+        earliest_start=order.earliest_start,
+        latest_start=order.latest_start,
+        allowed_regions=order.allowed_regions,
+        allowed_jurisdictions=order.allowed_jurisdictions,
+        location=location if order.buyer_country else None,
+        max_latency_tier=order.max_latency_tier,
+        min_renewable_share=order.min_renewable_share,
+        max_pue=order.max_pue,
+        verified_only=order.verified_only,
+    )
+
+
+@dataclass(frozen=True)
+class ClassKey:
+    site_id: int
+    device_slug: str
+
+
+@dataclass
+class PreviewClass:
+    site: str
+    region: str
+    device: str
+    scu_per_unit: Decimal
+    free_units: int
+    min_price: Decimal
+    max_price: Decimal
+
+
+@dataclass
+class Preview:
+    classes: list[PreviewClass]
+    excluded: dict[str, int]  # reason → number of offers it excluded
+    compatible_units: int
+    affordable_units: int  # free units at or below the order's limit price
+
+
+def preview(
+    demand: Demand,
+    *,
+    market: Market,
+    limit_price: Decimal | None,
+    price_per_scu: bool,
+    now: dt.datetime,
+) -> Preview:
+    """What supply an order draft could use now, and why the rest is excluded."""
+    excluded = dict.fromkeys(REASONS, 0)
+    classes: dict[ClassKey, PreviewClass] = {}
+    affordable = 0
+    sites = {s.pk: s for s in Site.objects.filter(pools__offers__market=market).distinct()}
+    for supply in supply_of(market, now=now):
+        reason = exclusion(demand, supply)
+        if reason is not None:
+            excluded[reason] += 1
+            continue
+        unit_limit = (
+            (limit_price * supply.scu_per_unit if price_per_scu else limit_price)
+            if (limit_price is not None)
+            else None
+        )
+        if unit_limit is None or supply.min_price <= unit_limit:
+            affordable += supply.free_units
+        key = ClassKey(supply.site_id, supply.device_slug)
+        site = sites[supply.site_id]
+        found = classes.get(key)
+        if found is None:
+            classes[key] = PreviewClass(
+                site.name,
+                site.region,
+                supply.device_slug,
+                supply.scu_per_unit,
+                supply.free_units,
+                supply.min_price,
+                supply.min_price,
+            )
+        else:
+            found.free_units += supply.free_units
+            found.min_price = min(found.min_price, supply.min_price)
+            found.max_price = max(found.max_price, supply.min_price)
+    ordered = sorted(classes.values(), key=lambda c: (c.min_price, c.site, c.device))
+    return Preview(
+        ordered,
+        {k: v for k, v in excluded.items() if v},
+        sum(c.free_units for c in ordered),
+        affordable,
+    )
+
+
+@dataclass
+class Level:
+    price: Decimal
+    units: int
+    count: int
+
+
+@dataclass
+class BookClass:
+    site: str
+    region: str
+    device: str
+    scu_per_unit: Decimal
+    asks: list[Level]
+    bids: list[Level]
+    last_price: Decimal | None
+
+
+def order_book(market: Market, *, now: dt.datetime) -> list[BookClass]:
+    """The anonymous book per class (site × device model): asks and the bids that could use
+    the class, by price per unit-hour (SCU-priced bids are converted at the class's SCU)."""
+    supplies = supply_of(market, now=now)
+    sites = {s.pk: s for s in Site.objects.filter(pk__in={s.site_id for s in supplies})}
+    grouped: dict[ClassKey, list[Supply]] = {}
+    for supply in supplies:
+        grouped.setdefault(ClassKey(supply.site_id, supply.device_slug), []).append(supply)
+    orders = list(
+        Order.objects.filter(
+            market=market, status__in=OPEN_ORDER_STATUSES, expires_at__gt=now
+        ).prefetch_related("device_models")
+    )
+    demands = [
+        (order, demand_of(order, [d.slug for d in order.device_models.all()])) for order in orders
+    ]
+    book = []
+    for key, members in sorted(grouped.items(), key=lambda kv: (kv[0].site_id, kv[0].device_slug)):
+        asks: dict[Decimal, Level] = {}
+        for supply in members:
+            level = asks.setdefault(supply.min_price, Level(supply.min_price, 0, 0))
+            level.units += supply.free_units
+            level.count += 1
+        bids: dict[Decimal, Level] = {}
+        scu = members[0].scu_per_unit
+        for order, demand in demands:
+            if all(exclusion(demand, supply) is not None for supply in members):
+                continue
+            per_unit = order.limit_price * scu if order.price_per == "scu" else order.limit_price
+            units = (
+                int(order.quantity - order.filled_quantity)
+                if order.quantity_kind == "units"
+                else int((order.quantity - order.filled_quantity) / scu)
+                if scu
+                else 0
+            )
+            level = bids.setdefault(per_unit, Level(per_unit, 0, 0))
+            level.units += units
+            level.count += 1
+        site = sites[key.site_id]
+        book.append(
+            BookClass(
+                site.name,
+                site.region,
+                key.device_slug,
+                scu,
+                sorted(asks.values(), key=lambda lv: lv.price),
+                sorted(bids.values(), key=lambda lv: -lv.price),
+                None,
+            )
+        )
+    return book

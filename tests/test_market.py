@@ -563,3 +563,41 @@ def test_buyers_do_not_list_capacity(buyer: User) -> None:
 
     assert refused.value.code == "not_a_provider"
     assert Site.objects.count() == 0
+
+
+def test_the_catalog_and_markets_load_idempotently() -> None:
+    from django.core.management import call_command
+
+    call_command("loaddata", "catalog", "markets", verbosity=0)
+    call_command("loaddata", "catalog", "markets", verbosity=0)
+
+    devices = list(DeviceModel.objects.all())
+    assert len(devices) >= 25
+    assert all(d.source_url.startswith("https://") for d in devices)
+    slugs = {d.slug for d in devices}
+    for required in (
+        "nvidia-h200-sxm",
+        "nvidia-h100-sxm",
+        "nvidia-h100-pcie",
+        "nvidia-h20",
+        "nvidia-a100-sxm-80gb",
+        "nvidia-a800-sxm-80gb",
+        "nvidia-l40s",
+        "nvidia-l20",
+        "nvidia-l4",
+        "nvidia-geforce-rtx-4090",
+        "nvidia-b200",
+        "amd-instinct-mi300x",
+        "amd-instinct-mi325x",
+        "intel-gaudi-3-oam",
+        "huawei-ascend-910b",
+        "huawei-ascend-910c",
+        "cambricon-mlu370-x8",
+        "cambricon-mlu590",
+    ):
+        assert required in slugs
+    assert {d.kind for d in devices} == {"gpu", "npu", "cpu"}
+    h100 = DeviceModel.objects.get(slug="nvidia-h100-sxm")
+    ascend = DeviceModel.objects.get(slug="huawei-ascend-910b")
+    assert (h100.scu(), ascend.scu()) == (Decimal("0.9894"), Decimal("0.32"))
+    assert set(Market.objects.values_list("slug", "currency")) == {("cny", "CNY"), ("usd", "USD")}

@@ -21,6 +21,11 @@ from marketplace.models.accounts import Organization
 from marketplace.models.catalog import DeviceModel
 
 
+class MarketManager(models.Manager["Market"]):
+    def get_by_natural_key(self, slug: str) -> Market:
+        return self.get(slug=slug)
+
+
 class Market(models.Model):
     """One currency and its rules. Each round clears every ``round_seconds``."""
 
@@ -50,6 +55,8 @@ class Market(models.Model):
     horizon_hours = models.PositiveIntegerField(_("horizon (h)"), default=24 * 14)
     active = models.BooleanField(_("open"), default=True)
 
+    objects = MarketManager()
+
     class Meta:
         constraints = [
             models.CheckConstraint(condition=Q(price_tick__gt=0), name="market_tick_positive"),
@@ -61,6 +68,9 @@ class Market(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.currency})"
+
+    def natural_key(self) -> tuple[str]:
+        return (self.slug,)
 
 
 class LatencyTier(models.IntegerChoices):
