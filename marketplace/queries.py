@@ -26,6 +26,7 @@ from marketplace.models import (
     User,
 )
 from marketplace.services import hash_secret
+from marketplace.services.market import OrderRequest
 
 _API_KEY = re.compile(r"^sx_([0-9a-f]{12})_([A-Za-z0-9_-]{20,100})$")
 
@@ -268,3 +269,22 @@ def order_book(market: Market, *, now: dt.datetime) -> list[BookClass]:
             )
         )
     return book
+
+
+def draft_demand(draft: OrderRequest, device_slugs: Sequence[str]) -> Demand:
+    """The constraints of an order draft (not yet placed), for the preview."""
+    return Demand(
+        device_slugs=device_slugs,
+        min_memory_gb=draft.min_memory_gb,
+        min_scu_per_unit=draft.min_scu_per_unit,
+        duration_hours=draft.duration_hours,
+        earliest_start=draft.earliest_start,
+        latest_start=draft.latest_start,
+        allowed_regions=draft.allowed_regions,
+        allowed_jurisdictions=draft.allowed_jurisdictions,
+        location=draft.buyer_location,
+        max_latency_tier=draft.max_latency_tier,
+        min_renewable_share=draft.min_renewable_share,
+        max_pue=draft.max_pue,
+        verified_only=draft.verified_only,
+    )

@@ -212,6 +212,12 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "ENUM_NAME_OVERRIDES": {
+        "OrderStatusEnum": "marketplace.models.market.OrderStatus",
+        "OfferStatusEnum": "marketplace.models.market.OfferStatus",
+        "QuantityKindEnum": "marketplace.models.market.QuantityKind",
+        "KybStatusEnum": "marketplace.models.accounts.KybStatus",
+    },
 }
 IDEMPOTENCY_KEY_TTL_HOURS = env.integer("IDEMPOTENCY_KEY_TTL_HOURS", 48)
 API_KEY_LAST_USED_RESOLUTION_SECONDS = 60

@@ -1,5 +1,6 @@
 from django.urls import path
 
+from marketplace.api import market_views as market
 from marketplace.api import views
 
 urlpatterns = [
@@ -22,4 +23,18 @@ urlpatterns = [
     ),
     path("api-keys", views.ApiKeyListCreate.as_view(), name="api-keys"),
     path("api-keys/<str:key_id>/revoke", views.ApiKeyRevoke.as_view(), name="api-key-revoke"),
+    path("devices", market.DeviceList.as_view(), name="api-devices"),
+    path("markets", market.MarketList.as_view(), name="api-markets"),
+    path("markets/<slug:slug>/book", market.BookView.as_view(), name="api-book"),
+    path("sites", market.SiteListCreate.as_view(), name="api-sites"),
+    path("pools", market.PoolListCreate.as_view(), name="api-pools"),
+    path("offers", market.OfferListCreate.as_view(), name="api-offers"),
+    path("offers/<str:offer_id>", market.OfferDetail.as_view(), name="api-offer"),
+    path(
+        "offers/<str:offer_id>/<slug:action>", market.OfferAction.as_view(), name="api-offer-action"
+    ),
+    path("orders", market.OrderListCreate.as_view(), name="api-orders"),
+    path("orders/preview", market.OrderPreview.as_view(), name="api-order-preview"),
+    path("orders/<str:order_id>", market.OrderDetail.as_view(), name="api-order"),
+    path("orders/<str:order_id>/cancel", market.OrderCancel.as_view(), name="api-order-cancel"),
 ]

@@ -1,0 +1,499 @@
+"""The market API: catalog, markets, the public book, sites, pools, offers, orders, preview."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.db.models import QuerySet
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
+from rest_framework import status
+from rest_framework.generics import GenericAPIView
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from marketplace import queries, services
+from marketplace.access import Principal
+from marketplace.api import market_serializers as s
+from marketplace.api.idempotency import idempotent
+from marketplace.api.views import (
+    ERROR_RESPONSES,
+    IDEMPOTENCY_PARAMETER,
+    ORGANIZATION_PARAMETER,
+    READ_ERRORS,
+    OrganizationScoped,
+)
+from marketplace.compat import Location
+from marketplace.errors import InvalidInput, NotFound
+from marketplace.models import DeviceModel, Market, Offer, Order, Pool, Site
+from marketplace.services.market import OFFER_TRANSITIONS
+
+ORDER_EXAMPLE = OpenApiExample(
+    "Eight H100 or H200 GPUs for 24 h in China, green power",
+    value={
+        "market": "cny",
+        "quantity": "8",
+        "limit_price": "18.50",
+        "duration_hours": 24,
+        "earliest_start": "2026-11-24T00:00:00Z",
+        "latest_start": "2026-11-24T06:00:00Z",
+        "device_models": ["nvidia-h100-sxm", "nvidia-h200-sxm"],
+        "allowed_jurisdictions": ["CN"],
+        "min_renewable_share": "0.5",
+        "placement": "same_pool",
+        "fill": "all_or_none",
+    },
+    request_only=True,
+)
+ORDER_OUT_EXAMPLE = OpenApiExample(
+    "An open order with its hold",
+    value={
+        "id": "6b3c1f5e-0d7e-4d7b-9a43-1f0c3c2f8a11",
+        "market": "cny",
+        "status": "open",
+        "quantity": "8.000",
+        "quantity_kind": "units",
+        "filled_quantity": "0.000",
+        "limit_price": "18.500000",
+        "price_per": "units",
+        "duration_hours": 24,
+        "earliest_start": "2026-11-24T00:00:00Z",
+        "latest_start": "2026-11-24T06:00:00Z",
+        "expires_at": "2026-11-24T06:00:00Z",
+        "device_models": ["nvidia-h100-sxm"],
+        "min_memory_gb": None,
+        "min_scu_per_unit": None,
+        "allowed_regions": [],
+        "allowed_jurisdictions": ["CN"],
+        "buyer_location": None,
+        "max_latency_tier": None,
+        "min_renewable_share": "0.5000",
+        "max_pue": None,
+        "verified_only": False,
+        "placement": "same_pool",
+        "fill": "all_or_none",
+        "min_fill": "8.000",
+        "hold": {
+            "amount_minor": 355200,
+            "currency": "CNY",
+            "transfer_id": "0f1e2d3c-4b5a-4978-8a9b-0c1d2e3f4a5b",
+        },
+        "cancel_requested_at": None,
+        "created_at": "2026-11-23T12:00:00Z",
+    },
+    response_only=True,
+)
+OFFER_EXAMPLE = OpenApiExample(
+    "Six 8×H100 nodes for two days at 80.00 per node-hour",
+    value={
+        "market": "cny",
+        "pool": "5f0c3a8e-1b2d-4c3e-9f8a-7b6c5d4e3f2a",
+        "units": 6,
+        "available_from": "2026-11-24T00:00:00Z",
+        "available_until": "2026-11-26T00:00:00Z",
+        "min_price": "80.00",
+        "min_lease_hours": 1,
+        "max_lease_hours": 48,
+    },
+    request_only=True,
+)
+SITE_EXAMPLE = OpenApiExample(
+    "A data centre in Gansu",
+    value={
+        "name": "Qingyang 1",
+        "country": "CN",
+        "region": "CN-GS",
+        "city": "Qingyang",
+        "jurisdiction": "CN",
+        "pue": "1.15",
+        "renewable_share": "0.6200",
+        "carbon_g_per_kwh": 420,
+        "certifications": ["MLPS-3", "ISO27001"],
+    },
+    request_only=True,
+)
+POOL_EXAMPLE = OpenApiExample(
+    "Ten 8-GPU H100 nodes on InfiniBand",
+    value={
+        "site": "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d",
+        "name": "h100-x8",
+        "device_model": "nvidia-h100-sxm",
+        "units": 10,
+        "devices_per_unit": 8,
+        "cpu_cores": 112,
+        "ram_gb": 2048,
+        "disk_gb": 30000,
+        "interconnect": "infiniband",
+    },
+    request_only=True,
+)
+STATUS_FILTER = OpenApiParameter("status", str, description="filter by status")
+MARKET_FILTER = OpenApiParameter("market", str, description="filter by market slug")
+
+
+def _market(slug: str) -> Market:
+    market = Market.objects.filter(slug=slug).first()
+    if market is None:
+        raise InvalidInput(_("Unknown market."), code="unknown_market", field="market")
+    return market
+
+
+def _uuid(value: str | uuid.UUID, what: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        raise NotFound(_("No such %(what)s.") % {"what": what}) from None
+
+
+def _filtered(queryset: QuerySet[Any], request: Request) -> QuerySet[Any]:
+    if status_ := request.query_params.get("status"):
+        queryset = queryset.filter(status=status_)
+    if market := request.query_params.get("market"):
+        queryset = queryset.filter(market__slug=market)
+    return queryset
+
+
+def order_request(data: dict[str, Any]) -> services.OrderRequest:
+    location = data.pop("buyer_location", None)
+    return services.OrderRequest(
+        market=_market(data.pop("market")),
+        buyer_location=Location(
+            location["country"].upper(), location["region"].upper(), location["city"]
+        )
+        if location
+        else None,
+        **data,
+    )
+
+
+# --------------------------------------------------------------------------- public
+
+
+class DeviceList(GenericAPIView[DeviceModel]):
+    permission_classes = [AllowAny]
+    serializer_class = s.DeviceOut
+    queryset = DeviceModel.objects.filter(active=True).order_by("vendor", "name")
+    pagination_class = None
+
+    @extend_schema(operation_id="devices_list", description="The hardware catalog with SCU.")
+    def get(self, request: Request) -> Response:
+        return Response(s.DeviceOut(self.get_queryset(), many=True).data)
+
+
+class MarketList(GenericAPIView[Market]):
+    permission_classes = [AllowAny]
+    serializer_class = s.MarketOut
+    queryset = Market.objects.order_by("slug")
+    pagination_class = None
+
+    @extend_schema(operation_id="markets_list", description="Markets and their rules.")
+    def get(self, request: Request) -> Response:
+        return Response(s.MarketOut(self.get_queryset(), many=True).data)
+
+
+class BookView(GenericAPIView[Any]):
+    permission_classes = [AllowAny]
+    authentication_classes: list[Any] = []
+
+    @extend_schema(
+        operation_id="book_retrieve",
+        responses={200: s.BookOut, 404: ERROR_RESPONSES[404]},
+        description="The anonymous order book: per class (site × device model), asks and the "
+        "bids that could use it by price level per unit-hour, and the last clearing price.",
+    )
+    def get(self, request: Request, slug: str) -> Response:
+        market = Market.objects.filter(slug=slug).first()
+        if market is None:
+            raise NotFound(_("No such market."))
+        book = queries.order_book(market, now=timezone.now())
+        return Response(
+            s.BookOut({"market": market.slug, "currency": market.currency, "classes": book}).data
+        )
+
+
+# --------------------------------------------------------------------------- supply
+
+
+class SiteListCreate(OrganizationScoped):
+    serializer_class = s.SiteOut
+
+    @extend_schema(
+        operation_id="sites_list",
+        parameters=[ORGANIZATION_PARAMETER],
+        responses={200: s.SiteOut(many=True), **READ_ERRORS},
+        description="Your organization's sites.",
+    )
+    def get(self, request: Request) -> Response:
+        acting = self.acting(request)
+        acting.require_scope("read")
+        page = self.paginate_queryset(Site.objects.filter(organization=acting.organization))
+        return self.get_paginated_response(s.SiteOut(page, many=True).data)
+
+    @extend_schema(
+        operation_id="sites_create",
+        request=s.SiteIn,
+        examples=[SITE_EXAMPLE],
+        parameters=[IDEMPOTENCY_PARAMETER, ORGANIZATION_PARAMETER],
+        responses={201: s.SiteOut, **ERROR_RESPONSES},
+        description="Register a data centre (providers).",
+    )
+    @idempotent
+    def post(self, request: Request) -> Response:
+        acting = self.acting(request)
+        data = s.SiteIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        site = services.create_site(
+            principal=acting, request=services.SiteRequest(**data.validated_data)
+        )
+        return Response(s.SiteOut(site).data, status=status.HTTP_201_CREATED)
+
+
+class PoolListCreate(OrganizationScoped):
+    serializer_class = s.PoolOut
+
+    @extend_schema(
+        operation_id="pools_list",
+        parameters=[ORGANIZATION_PARAMETER],
+        responses={200: s.PoolOut(many=True), **READ_ERRORS},
+        description="Your organization's pools.",
+    )
+    def get(self, request: Request) -> Response:
+        acting = self.acting(request)
+        acting.require_scope("read")
+        pools = Pool.objects.filter(site__organization=acting.organization).select_related(
+            "site", "device_model"
+        )
+        page = self.paginate_queryset(pools)
+        return self.get_paginated_response(s.PoolOut(page, many=True).data)
+
+    @extend_schema(
+        operation_id="pools_create",
+        request=s.PoolIn,
+        examples=[POOL_EXAMPLE],
+        parameters=[IDEMPOTENCY_PARAMETER, ORGANIZATION_PARAMETER],
+        responses={201: s.PoolOut, **ERROR_RESPONSES},
+        description="Add a pool of identical units at one of your sites.",
+    )
+    @idempotent
+    def post(self, request: Request) -> Response:
+        acting = self.acting(request)
+        data = s.PoolIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = dict(data.validated_data)
+        site = _owned(
+            Site.objects.filter(organization=acting.organization),
+            values.pop("site"),
+            _("site"),
+            field="site",
+        )
+        pool = services.create_pool(
+            principal=acting, request=services.PoolRequest(site=site, **values)
+        )
+        return Response(s.PoolOut(pool).data, status=status.HTTP_201_CREATED)
+
+
+def _owned(queryset: QuerySet[Any], public_id: Any, what: str, field: str | None = None) -> Any:
+    """One of the organization's objects; another organization's is simply not found."""
+    found = queryset.filter(public_id=_uuid(public_id, what)).first()
+    if found is None:
+        if field is not None:
+            raise InvalidInput(
+                _("No such %(what)s.") % {"what": what}, code="not_found", field=field
+            )
+        raise NotFound(_("No such %(what)s.") % {"what": what})
+    return found
+
+
+def _offers(acting: Principal) -> QuerySet[Offer]:
+    return Offer.objects.filter(pool__site__organization=acting.organization).select_related(
+        "market", "pool__device_model", "pool__site"
+    )
+
+
+class OfferListCreate(OrganizationScoped):
+    serializer_class = s.OfferOut
+
+    @extend_schema(
+        operation_id="offers_list",
+        parameters=[ORGANIZATION_PARAMETER, STATUS_FILTER, MARKET_FILTER],
+        responses={200: s.OfferOut(many=True), **READ_ERRORS},
+        description="Your organization's offers (asks).",
+    )
+    def get(self, request: Request) -> Response:
+        acting = self.acting(request)
+        acting.require_scope("read")
+        page = self.paginate_queryset(_filtered(_offers(acting), request))
+        return self.get_paginated_response(s.OfferOut(page, many=True).data)
+
+    @extend_schema(
+        operation_id="offers_create",
+        request=s.OfferIn,
+        examples=[OFFER_EXAMPLE],
+        parameters=[IDEMPOTENCY_PARAMETER, ORGANIZATION_PARAMETER],
+        responses={201: s.OfferOut, **ERROR_RESPONSES},
+        description="Post an ask: units of a pool for a window at a minimum price "
+        "per unit-hour. Overlapping offers of a pool may not exceed its units.",
+    )
+    @idempotent
+    def post(self, request: Request) -> Response:
+        acting = self.acting(request)
+        data = s.OfferIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = dict(data.validated_data)
+        pool = _owned(
+            Pool.objects.filter(site__organization=acting.organization),
+            values.pop("pool"),
+            _("pool"),
+            field="pool",
+        )
+        market = _market(values.pop("market"))
+        offer = services.create_offer(
+            principal=acting,
+            request=services.OfferRequest(market=market, pool=pool, **values),
+            now=timezone.now(),
+        )
+        return Response(s.OfferOut(offer).data, status=status.HTTP_201_CREATED)
+
+
+class OfferDetail(OrganizationScoped):
+    @extend_schema(
+        operation_id="offers_retrieve",
+        parameters=[ORGANIZATION_PARAMETER],
+        responses={200: s.OfferOut, **READ_ERRORS},
+        description="One of your offers.",
+    )
+    def get(self, request: Request, offer_id: str) -> Response:
+        acting = self.acting(request)
+        acting.require_scope("read")
+        return Response(s.OfferOut(_owned(_offers(acting), offer_id, _("offer"))).data)
+
+
+class OfferAction(OrganizationScoped):
+    @extend_schema(
+        operation_id="offers_change",
+        request=None,
+        parameters=[ORGANIZATION_PARAMETER],
+        responses={200: s.OfferOut, **ERROR_RESPONSES},
+        description="pause, resume or withdraw an offer.",
+    )
+    def post(self, request: Request, offer_id: str, action: str) -> Response:
+        acting = self.acting(request)
+        offer = _owned(_offers(acting), offer_id, _("offer"))
+        if action not in OFFER_TRANSITIONS:
+            raise NotFound(_("No such action."))
+        offer = services.change_offer(
+            principal=acting, offer=offer, action=action, now=timezone.now()
+        )
+        return Response(s.OfferOut(offer).data)
+
+
+# --------------------------------------------------------------------------- demand
+
+
+def _orders(acting: Principal) -> QuerySet[Order]:
+    return (
+        Order.objects.filter(organization=acting.organization)
+        .select_related("market")
+        .prefetch_related("device_models")
+    )
+
+
+class OrderListCreate(OrganizationScoped):
+    serializer_class = s.OrderOut
+
+    @extend_schema(
+        operation_id="orders_list",
+        parameters=[ORGANIZATION_PARAMETER, STATUS_FILTER, MARKET_FILTER],
+        responses={200: s.OrderOut(many=True), **READ_ERRORS},
+        description="Your organization's orders, newest first.",
+    )
+    def get(self, request: Request) -> Response:
+        acting = self.acting(request)
+        acting.require_scope("read")
+        page = self.paginate_queryset(_filtered(_orders(acting), request))
+        return self.get_paginated_response(s.OrderOut(page, many=True).data)
+
+    @extend_schema(
+        operation_id="orders_create",
+        request=s.OrderIn,
+        examples=[ORDER_EXAMPLE, ORDER_OUT_EXAMPLE],
+        parameters=[IDEMPOTENCY_PARAMETER, ORGANIZATION_PARAMETER],
+        responses={201: s.OrderOut, **ERROR_RESPONSES},
+        description="Place a bid. Its maximum cost plus the maximum buyer fee is held "
+        "in your wallet until it fills, is cancelled or expires. 422 "
+        "`insufficient_funds` when the wallet cannot cover the hold.",
+    )
+    @idempotent
+    def post(self, request: Request) -> Response:
+        acting = self.acting(request)
+        data = s.OrderIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        order = services.place_order(
+            principal=acting, request=order_request(dict(data.validated_data)), now=timezone.now()
+        )
+        return Response(s.OrderOut(order).data, status=status.HTTP_201_CREATED)
+
+
+class OrderDetail(OrganizationScoped):
+    @extend_schema(
+        operation_id="orders_retrieve",
+        parameters=[ORGANIZATION_PARAMETER],
+        responses={200: s.OrderDetailOut, **READ_ERRORS},
+        description="One of your orders with its history.",
+    )
+    def get(self, request: Request, order_id: str) -> Response:
+        acting = self.acting(request)
+        acting.require_scope("read")
+        order = _owned(_orders(acting).prefetch_related("events"), order_id, _("order"))
+        return Response(s.OrderDetailOut(order).data)
+
+
+class OrderCancel(OrganizationScoped):
+    @extend_schema(
+        operation_id="orders_cancel",
+        request=None,
+        parameters=[ORGANIZATION_PARAMETER],
+        responses={200: s.OrderOut, **ERROR_RESPONSES},
+        description="Cancel an open order and release its hold. A cancel that "
+        "arrives while a clearing round of its market is running takes effect right "
+        "after that round: the response then shows the order still open with "
+        "`cancel_requested_at` set, and it may still fill in that round.",
+    )
+    def post(self, request: Request, order_id: str) -> Response:
+        acting = self.acting(request)
+        order = _owned(_orders(acting), order_id, _("order"))
+        order = services.cancel_order(principal=acting, order=order, now=timezone.now())
+        return Response(s.OrderOut(order).data)
+
+
+class OrderPreview(OrganizationScoped):
+    @extend_schema(
+        operation_id="orders_preview",
+        request=s.OrderPreviewIn,
+        examples=[ORDER_EXAMPLE],
+        parameters=[ORGANIZATION_PARAMETER],
+        responses={200: s.PreviewOut, **ERROR_RESPONSES},
+        description="Pre-trade feasibility for a draft: the compatible supply by "
+        "class, free units, price range, and how many offers each constraint "
+        "excluded. Nothing is placed or held.",
+    )
+    def post(self, request: Request) -> Response:
+        acting = self.acting(request)
+        acting.require_scope("read")
+        data = s.OrderPreviewIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        draft = order_request(dict(data.validated_data))
+        now = timezone.now()
+        devices = services.validate_order(draft, now=now)
+        result = queries.preview(
+            queries.draft_demand(draft, [d.slug for d in devices]),
+            market=draft.market,
+            limit_price=draft.limit_price,
+            price_per_scu=draft.price_per == "scu",
+            now=now,
+        )
+        body = {**result.__dict__, "hold_amount_minor": services.hold_amount(draft)}
+        return Response(s.PreviewOut(body).data)

@@ -1,0 +1,305 @@
+"""The market through the REST API: providers list capacity, buyers order, isolation, preview,
+the public book."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from ledger.models import Transfer
+from marketplace.models import ApiKey, DeviceModel, Market, Offer, Order, Organization, User
+from tests.conftest import bearer, error_of
+from tests.test_market import fund, make_device
+
+pytestmark = pytest.mark.django_db
+KeyMaker = Callable[..., tuple[ApiKey, str]]
+
+
+@pytest.fixture
+def market(db: None) -> Market:
+    return Market.objects.create(slug="cny", name="CNY", currency="CNY")
+
+
+@pytest.fixture
+def devices(db: None) -> list[DeviceModel]:
+    return [make_device(), make_device("huawei-ascend-910b", bf16="320.000", memory="64")]
+
+
+def post(client: APIClient, path: str, body: dict[str, Any], key: str | None = None) -> Any:
+    return client.post(path, body, format="json", HTTP_IDEMPOTENCY_KEY=key or str(uuid.uuid4()))
+
+
+def soon(hours: float) -> str:
+    return (timezone.now() + dt.timedelta(hours=hours)).isoformat()
+
+
+@pytest.fixture
+def seller(api_key_for: KeyMaker, provider_org: Organization) -> APIClient:
+    return bearer(APIClient(), api_key_for(provider_org, "read", "trade")[1])
+
+
+@pytest.fixture
+def buyer_api(api_key_for: KeyMaker, buyer_org: Organization) -> APIClient:
+    fund(buyer_org, 5_000_000)
+    return bearer(APIClient(), api_key_for(buyer_org, "read", "trade")[1])
+
+
+@pytest.fixture
+def listed(seller: APIClient, market: Market, devices: list[DeviceModel]) -> dict[str, Any]:
+    """A green Gansu site with an H100 pool offered at 80.00, and a Shanghai Ascend pool."""
+    gansu = post(
+        seller,
+        "/api/v1/sites",
+        {
+            "name": "Qingyang",
+            "country": "CN",
+            "region": "CN-GS",
+            "city": "Qingyang",
+            "jurisdiction": "CN",
+            "pue": "1.15",
+            "renewable_share": "0.7",
+            "carbon_g_per_kwh": 400,
+        },
+    )
+    shanghai = post(
+        seller,
+        "/api/v1/sites",
+        {
+            "name": "Pudong",
+            "country": "CN",
+            "region": "CN-SH",
+            "city": "Shanghai",
+            "jurisdiction": "CN",
+            "pue": "1.40",
+            "renewable_share": "0.2",
+            "carbon_g_per_kwh": 600,
+        },
+    )
+    assert (gansu.status_code, shanghai.status_code) == (201, 201)
+    h100 = post(
+        seller,
+        "/api/v1/pools",
+        {
+            "site": gansu.json()["id"],
+            "name": "h100",
+            "device_model": "nvidia-h100-sxm",
+            "units": 16,
+        },
+    )
+    ascend = post(
+        seller,
+        "/api/v1/pools",
+        {
+            "site": shanghai.json()["id"],
+            "name": "910b",
+            "device_model": "huawei-ascend-910b",
+            "units": 32,
+        },
+    )
+    offers = [
+        post(
+            seller,
+            "/api/v1/offers",
+            {
+                "market": "cny",
+                "pool": h100.json()["id"],
+                "units": 16,
+                "available_from": soon(0),
+                "available_until": soon(72),
+                "min_price": "80.00",
+            },
+        ),
+        post(
+            seller,
+            "/api/v1/offers",
+            {
+                "market": "cny",
+                "pool": ascend.json()["id"],
+                "units": 32,
+                "available_from": soon(0),
+                "available_until": soon(72),
+                "min_price": "20.00",
+            },
+        ),
+    ]
+    assert [o.status_code for o in offers] == [201, 201], [o.json() for o in offers]
+    return {"offers": [o.json() for o in offers], "pools": [h100.json(), ascend.json()]}
+
+
+def order_body(**changes: Any) -> dict[str, Any]:
+    body = {
+        "market": "cny",
+        "quantity": "4",
+        "limit_price": "90.00",
+        "duration_hours": 10,
+        "earliest_start": soon(1),
+        "latest_start": soon(3),
+    }
+    body.update(changes)
+    return body
+
+
+def test_provider_lists_capacity(listed: dict[str, Any]) -> None:
+    h100_offer = listed["offers"][0]
+
+    assert h100_offer["status"] == "active"
+    assert h100_offer["min_price_per_scu_hour"] == "80.8571"  # 80.00 / 0.9894 SCU
+    assert listed["pools"][0]["scu_per_unit"] == "0.9894"
+
+
+def test_buyer_places_an_order_with_an_exact_hold(
+    buyer_api: APIClient, listed: dict[str, Any]
+) -> None:
+    key, body = str(uuid.uuid4()), order_body(device_models=["nvidia-h100-sxm"])
+
+    first = post(buyer_api, "/api/v1/orders", body, key)
+    replay = post(buyer_api, "/api/v1/orders", body, key)
+
+    assert first.status_code == 201, first.json()
+    body = first.json()
+    assert body["hold"]["amount_minor"] == 360_000  # 4 × 10 h × 90.00 CNY
+    assert (body["status"], body["device_models"]) == ("open", ["nvidia-h100-sxm"])
+    assert replay.status_code == 201 and replay["Idempotent-Replayed"] == "true"
+    assert Order.objects.count() == 1
+    assert Transfer.objects.filter(kind="pending").count() == 1
+
+
+def test_an_invalid_order_is_400_with_code_and_field_and_nothing_is_held(
+    buyer_api: APIClient, market: Market
+) -> None:
+    before = Transfer.objects.count()
+
+    response = post(buyer_api, "/api/v1/orders", order_body(limit_price="90.005"))
+    unknown = post(buyer_api, "/api/v1/orders", order_body(market="eur"))
+
+    assert response.status_code == 400
+    assert (error_of(response)["code"], error_of(response)["field"]) == (
+        "price_precision",
+        "limit_price",
+    )
+    assert (error_of(unknown)["code"], error_of(unknown)["field"]) == ("unknown_market", "market")
+    assert (Order.objects.count(), Transfer.objects.count()) == (0, before)
+
+
+def test_insufficient_funds_is_422(buyer_api: APIClient, market: Market) -> None:
+    response = post(buyer_api, "/api/v1/orders", order_body(quantity="500", limit_price="999.00"))
+
+    assert response.status_code == 422
+    assert error_of(response)["code"] == "insufficient_funds"
+    assert Order.objects.count() == 0
+
+
+def test_a_read_only_key_cannot_order(
+    api_key_for: KeyMaker, buyer_org: Organization, market: Market
+) -> None:
+    client = bearer(APIClient(), api_key_for(buyer_org, "read")[1])
+
+    response = post(client, "/api/v1/orders", order_body())
+
+    assert (response.status_code, error_of(response)["code"]) == (403, "insufficient_scope")
+    assert Order.objects.count() == 0
+
+
+def test_orders_and_offers_of_others_are_not_found(
+    buyer_api: APIClient,
+    seller: APIClient,
+    listed: dict[str, Any],
+    buyer: User,
+    provider_org: Organization,
+    add_member: Callable[[Organization, str, str], User],
+) -> None:
+    order = post(buyer_api, "/api/v1/orders", order_body()).json()
+    offer = listed["offers"][0]
+
+    assert seller.get(f"/api/v1/orders/{order['id']}").status_code == 404
+    assert seller.post(f"/api/v1/orders/{order['id']}/cancel").status_code == 404
+    assert buyer_api.get(f"/api/v1/offers/{offer['id']}").status_code == 404
+    assert buyer_api.post(f"/api/v1/offers/{offer['id']}/withdraw").status_code == 404
+    stolen = post(
+        buyer_api,
+        "/api/v1/offers",
+        {
+            "market": "cny",
+            "pool": listed["pools"][0]["id"],
+            "units": 1,
+            "available_from": soon(0),
+            "available_until": soon(5),
+            "min_price": "1.00",
+        },
+    )
+    assert stolen.status_code in {400, 403}
+    assert Order.objects.get().status == "open"
+    assert Offer.objects.filter(status="active").count() == 2
+    assert [o["id"] for o in seller.get("/api/v1/orders").json()["data"]] == []
+
+
+def test_list_filter_detail_and_cancel(buyer_api: APIClient, market: Market) -> None:
+    first = post(buyer_api, "/api/v1/orders", order_body()).json()
+    post(buyer_api, "/api/v1/orders", order_body(quantity="2"))
+
+    cancelled = buyer_api.post(f"/api/v1/orders/{first['id']}/cancel")
+    open_orders = buyer_api.get("/api/v1/orders?status=open").json()["data"]
+    detail = buyer_api.get(f"/api/v1/orders/{first['id']}").json()
+
+    assert cancelled.json()["status"] == "cancelled"
+    assert [o["quantity"] for o in open_orders] == ["2.000"]
+    assert [e["kind"] for e in detail["events"]] == ["placed", "cancelled"]
+
+
+def test_preview_counts_what_each_constraint_excluded(
+    buyer_api: APIClient, listed: dict[str, Any]
+) -> None:
+    response = buyer_api.post(
+        "/api/v1/orders/preview",
+        order_body(min_renewable_share="0.5", limit_price="75.00"),
+        format="json",
+    )
+    strict = buyer_api.post(
+        "/api/v1/orders/preview",
+        order_body(device_models=["huawei-ascend-910b"], allowed_regions=["CN-GS"]),
+        format="json",
+    )
+
+    assert response.status_code == 200, response.json()
+    body = response.json()
+    assert [(c["site"], c["device"], c["free_units"]) for c in body["classes"]] == [
+        ("Qingyang", "nvidia-h100-sxm", 16)
+    ]
+    assert body["excluded"] == {"renewable_share": 1}
+    assert (body["compatible_units"], body["affordable_units"]) == (16, 0)  # asks at 80 > 75
+    assert strict.json()["excluded"] == {"hardware": 1, "region": 1}
+    assert strict.json()["classes"] == []
+    assert Order.objects.count() == 0
+
+
+def test_the_book_is_public_and_anonymous(
+    buyer_api: APIClient, listed: dict[str, Any], buyer_org: Organization
+) -> None:
+    post(buyer_api, "/api/v1/orders", order_body(device_models=["nvidia-h100-sxm"]))
+    post(buyer_api, "/api/v1/orders", order_body(quantity="2", limit_price="85.00"))
+
+    book = APIClient().get("/api/v1/markets/cny/book")
+
+    assert book.status_code == 200
+    classes = {c["device"]: c for c in book.json()["classes"]}
+    assert classes["nvidia-h100-sxm"]["asks"] == [{"price": "80.000000", "units": 16, "count": 1}]
+    assert classes["nvidia-h100-sxm"]["bids"] == [
+        {"price": "90.000000", "units": 4, "count": 1},
+        {"price": "85.000000", "units": 2, "count": 1},
+    ]
+    assert classes["huawei-ascend-910b"]["bids"] == [{"price": "85.000000", "units": 2, "count": 1}]
+    assert buyer_org.legal_name not in book.content.decode()
+
+
+def test_create_endpoints_document_examples() -> None:
+    schema = APIClient().get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+
+    for path in ("/api/v1/orders", "/api/v1/offers", "/api/v1/sites", "/api/v1/pools"):
+        content = schema["paths"][path]["post"]["requestBody"]["content"]["application/json"]
+        assert content.get("examples"), path
