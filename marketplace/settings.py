@@ -241,6 +241,7 @@ CELERY_BEAT_SCHEDULE = {
     },
     "ledger-seal": {"task": "ledger.tasks.seal", "schedule": 1.0},
     "ledger-void-expired-holds": {"task": "ledger.tasks.void_expired_holds", "schedule": 10.0},
+    "market-expiry": {"task": "marketplace.tasks.expire_orders_and_offers", "schedule": 10.0},
     "purge-idempotency-records": {
         "task": "marketplace.tasks.purge_idempotency_records",
         "schedule": crontab(minute=17),

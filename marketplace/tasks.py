@@ -16,3 +16,9 @@ def heartbeat() -> None:
 @shared_task
 def purge_idempotency_records() -> int:
     return services.purge_idempotency_records(now=timezone.now())
+
+
+@shared_task
+def expire_orders_and_offers() -> int:
+    now = timezone.now()
+    return services.expire_orders(now=now) + services.expire_offers(now=now)

@@ -68,3 +68,10 @@ def test_a_real_worker_and_beat_write_the_heartbeat(tmp_path: Path) -> None:
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(30)
+
+
+def test_beat_expires_orders_and_offers() -> None:
+    entry = app.conf.beat_schedule["market-expiry"]
+
+    assert entry["task"] == "marketplace.tasks.expire_orders_and_offers"
+    assert entry["schedule"] <= 60
