@@ -32,8 +32,10 @@ def scripts(name: str | None) -> list[Path]:
 
 def run(script: Path) -> dict[str, Any]:
     print(f"== {script.stem}", flush=True)
+    # From the repository root: Celery's Django fixup puts the working directory first on
+    # sys.path, and benchmarks/ledger.py would otherwise shadow the ledger package.
     result = subprocess.run(
-        [sys.executable, str(script)], cwd=HERE, capture_output=True, text=True, check=False
+        [sys.executable, str(script)], cwd=HERE.parent, capture_output=True, text=True, check=False
     )
     sys.stderr.write(result.stderr[-4000:] if result.returncode else "")
     lines = [line for line in result.stdout.splitlines() if line.strip()]
