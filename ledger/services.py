@@ -100,15 +100,19 @@ def open_account(
     if purpose not in Purpose.values:
         raise ValueError(f"unknown account purpose {purpose!r}")
     key = {"owner": owner, "purpose": purpose, "reference": reference, "currency": currency}
+    found = Account.objects.filter(**key).first()
+    if found is not None:
+        return found
     chosen = DEFAULT_FLAGS.get(Purpose(purpose), AccountFlags.NONE) if flags is None else flags
-    try:
-        with transaction.atomic():
-            account, _created = Account.objects.get_or_create(
-                **key, defaults={"flags": chosen, "created_at": now}
-            )
-    except IntegrityError:
-        account = Account.objects.get(**key)
-    return account
+    # ON CONFLICT DO NOTHING: a concurrent creator wins without an error or a savepoint.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO ledger_account (owner, purpose, reference, currency, flags, "
+            "debits_pending, debits_posted, credits_pending, credits_posted, created_at) "
+            "VALUES (%s, %s, %s, %s, %s, 0, 0, 0, 0, %s) ON CONFLICT DO NOTHING",
+            [owner, purpose, reference, currency, chosen, now],
+        )
+    return Account.objects.get(**key)
 
 
 # --------------------------------------------------------------------------- transfers

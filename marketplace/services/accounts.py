@@ -242,6 +242,8 @@ def revoke_api_key(*, api_key: ApiKey, now: dt.datetime) -> ApiKey:
 def touch_api_key(*, api_key: ApiKey, now: dt.datetime) -> None:
     """Record use at most once per resolution window: a conditional UPDATE, not a write per call."""
     cutoff = now - dt.timedelta(seconds=settings.API_KEY_LAST_USED_RESOLUTION_SECONDS)
+    if api_key.last_used_at is not None and api_key.last_used_at > cutoff:
+        return  # recorded recently: no query at all on the hot path
     ApiKey.objects.filter(pk=api_key.pk).exclude(last_used_at__gt=cutoff).update(last_used_at=now)
 
 
