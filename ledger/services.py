@@ -25,7 +25,6 @@ from ledger.models import (
     Account,
     AccountFlags,
     Checkpoint,
-    Entry,
     Kind,
     Purpose,
     Seal,
@@ -180,7 +179,7 @@ class _Batch:
         self.resolved: set[uuid.UUID] = set()
         self.new: list[_Stored] = []
 
-    def load(self, transfers: Sequence[NewTransfer]) -> None:
+    def load(self, transfers: Sequence[NewTransfer], *, check_existing: bool = True) -> None:
         pending_ids = {t.pending_id for t in transfers if t.pending_id is not None}
         if pending_ids:
             self.pendings = {
@@ -200,10 +199,11 @@ class _Batch:
         ):
             self.totals[row[0]] = _Totals(*row[1:])
         # Read after the lock: a concurrent batch on these accounts has committed by now.
-        self.existing = {
-            row.id: row
-            for row in _stored(Transfer.objects.filter(id__in={t.id for t in transfers}))
-        }
+        if check_existing:
+            self.existing = {
+                row.id: row
+                for row in _stored(Transfer.objects.filter(id__in={t.id for t in transfers}))
+            }
         if pending_ids:
             self.resolved = set(
                 Transfer.objects.filter(pending_id__in=pending_ids).values_list(
@@ -413,20 +413,33 @@ def create_transfers(
     for attempt in range(3):
         try:
             with transaction.atomic():
-                return _create(transfers, now, _allow_expired)
+                # First optimistically (new ids are the common case: one query fewer); a retried
+                # id then fails the primary key, and the next attempt looks it up.
+                return _create(transfers, now, _allow_expired, optimistic=attempt == 0)
         except IntegrityError:
-            # A concurrent batch on other accounts wrote one of these ids, or resolved the same
-            # pending transfer, first. Run again: it now sees that row.
+            # An id that already exists, or a pending transfer a concurrent batch resolved
+            # first. Run again: the check now sees that row.
             if attempt == 2:
                 raise
     raise AssertionError("unreachable")
 
 
 def _create(
-    transfers: Sequence[NewTransfer], now: dt.datetime, allow_expired: bool
+    transfers: Sequence[NewTransfer], now: dt.datetime, allow_expired: bool, *, optimistic: bool
 ) -> list[Result]:
+    batch, results = _evaluate(transfers, now, allow_expired, check_existing=not optimistic)
+    if optimistic and any(r != Result.OK for r in results):
+        # A refusal might really be a replay ("exists"): decide with the existing rows in view.
+        batch, results = _evaluate(transfers, now, allow_expired, check_existing=True)
+    _write(batch, now)
+    return results
+
+
+def _evaluate(
+    transfers: Sequence[NewTransfer], now: dt.datetime, allow_expired: bool, *, check_existing: bool
+) -> tuple[_Batch, list[Result]]:
     batch = _Batch(now, allow_expired)
-    batch.load(transfers)
+    batch.load(transfers, check_existing=check_existing)
     results: list[Result] = []
     start = 0
     while start < len(transfers):
@@ -449,54 +462,78 @@ def _create(
             batch.restore(state)
         results.extend(codes)
         start = end + 1
-    _write(batch, now)
-    return results
+    return batch, results
+
+
+# One statement writes the transfers, their entries, the sealing outbox rows and the accounts'
+# new totals: one round trip whatever the batch size (arrays, not one placeholder per value).
+_WRITE_SQL = """
+WITH t AS (
+    INSERT INTO ledger_transfer (id, kind, debit_account_id, credit_account_id, amount, currency,
+        pending_id, timeout, expires_at, linked, code, metadata, created_at)
+    SELECT id, kind, debit, credit, amount, currency, pending, timeout, expires, linked, code,
+        meta::jsonb, %(now)s::timestamptz
+    FROM unnest(%(ids)s::uuid[], %(kinds)s::text[], %(debits)s::bigint[], %(credits)s::bigint[],
+        %(amounts)s::bigint[], %(currencies)s::text[], %(pendings)s::uuid[], %(timeouts)s::int[],
+        %(expires)s::timestamptz[], %(linked)s::bool[], %(codes)s::int[], %(metas)s::text[])
+        AS x(id, kind, debit, credit, amount, currency, pending, timeout, expires, linked, code,
+             meta)
+), e AS (
+    INSERT INTO ledger_entry (transfer_id, account_id, debits_pending, debits_posted,
+        credits_pending, credits_posted, created_at)
+    SELECT transfer, account, dp, dpo, cp, cpo, %(now)s::timestamptz
+    FROM unnest(%(e_transfers)s::uuid[], %(e_accounts)s::bigint[], %(e_dp)s::bigint[],
+        %(e_dpo)s::bigint[], %(e_cp)s::bigint[], %(e_cpo)s::bigint[])
+        AS y(transfer, account, dp, dpo, cp, cpo)
+), q AS (
+    INSERT INTO ledger_sealqueue (transfer_id) SELECT unnest(%(ids)s::uuid[])
+)
+UPDATE ledger_account AS a
+SET debits_pending = v.dp, debits_posted = v.dpo, credits_pending = v.cp, credits_posted = v.cpo
+FROM unnest(%(a_ids)s::bigint[], %(a_dp)s::bigint[], %(a_dpo)s::bigint[], %(a_cp)s::bigint[],
+    %(a_cpo)s::bigint[]) AS v(id, dp, dpo, cp, cpo)
+WHERE a.id = v.id
+"""
 
 
 def _write(batch: _Batch, now: dt.datetime) -> None:
     if not batch.new:
         return
-    pendings = batch.pendings
-    Transfer.objects.bulk_create(
-        [
-            Transfer(
-                id=t.id,
-                kind=t.kind,
-                debit_account_id=t.debit_account_id,
-                credit_account_id=t.credit_account_id,
-                amount=t.amount,
-                currency=t.currency,
-                pending_id=t.pending_id,
-                timeout=t.timeout,
-                expires_at=t.expires_at,
-                linked=t.linked,
-                code=t.code,
-                metadata=t.metadata,
-                created_at=now,
-            )
-            for t in batch.new
-        ]
-    )
-    entries = []
-    for t in batch.new:
-        pending = pendings.get(t.pending_id) if t.pending_id else None
-        for account_id, delta in _deltas(t, pending).items():
-            entries.append(
-                Entry(
-                    transfer_id=t.id,
-                    account_id=account_id,
-                    created_at=now,
-                    **dict(zip(_TOTALS, delta, strict=True)),
-                )
-            )
-    Entry.objects.bulk_create(entries)
-    SealQueue.objects.bulk_create([SealQueue(transfer_id=t.id) for t in batch.new])
-    touched = {e.account_id for e in entries}
-    rows = [(a, *(getattr(batch.totals[a], n) for n in _TOTALS)) for a in sorted(touched)]
-    values = ", ".join(["(%s, %s, %s, %s, %s)"] * len(rows))  # placeholders only, no input
-    sql = f"UPDATE ledger_account AS a SET debits_pending = v.dp, debits_posted = v.dpo, credits_pending = v.cp, credits_posted = v.cpo FROM (VALUES {values}) AS v(id, dp, dpo, cp, cpo) WHERE a.id = v.id"  # noqa: S608, E501
+    new = batch.new
+    entries: list[tuple[uuid.UUID, int, tuple[int, int, int, int]]] = []
+    for t in new:
+        pending = batch.pendings.get(t.pending_id) if t.pending_id else None
+        entries.extend((t.id, account, delta) for account, delta in _deltas(t, pending).items())
+    touched = sorted({account for _t, account, _d in entries})
+    totals = [batch.totals[a] for a in touched]
+    params: dict[str, Any] = {
+        "now": now,
+        "ids": [t.id for t in new],
+        "kinds": [str(t.kind) for t in new],
+        "debits": [t.debit_account_id for t in new],
+        "credits": [t.credit_account_id for t in new],
+        "amounts": [t.amount for t in new],
+        "currencies": [t.currency for t in new],
+        "pendings": [t.pending_id for t in new],
+        "timeouts": [t.timeout for t in new],
+        "expires": [t.expires_at for t in new],
+        "linked": [t.linked for t in new],
+        "codes": [t.code for t in new],
+        "metas": [json.dumps(t.metadata, sort_keys=True) for t in new],
+        "e_transfers": [t for t, _a, _d in entries],
+        "e_accounts": [a for _t, a, _d in entries],
+        **{
+            f"e_{name}": [d[i] for _t, _a, d in entries]
+            for i, name in enumerate(("dp", "dpo", "cp", "cpo"))
+        },
+        "a_ids": touched,
+        **{
+            f"a_{name}": [getattr(t, column) for t in totals]
+            for name, column in zip(("dp", "dpo", "cp", "cpo"), _TOTALS, strict=True)
+        },
+    }
     with connection.cursor() as cursor:
-        cursor.execute(sql, [value for row in rows for value in row])
+        cursor.execute(_WRITE_SQL, params)
 
 
 def transfer(request: NewTransfer, *, now: dt.datetime) -> Result:

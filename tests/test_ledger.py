@@ -688,3 +688,14 @@ def test_statement_with_running_balance_and_csv(books: dict[str, Account]) -> No
         ("wallet", "CNY"): 95_000,
         ("wallet", "USD"): 0,
     }
+
+
+def test_a_replay_is_exists_even_when_repeating_it_would_now_be_refused(
+    books: dict[str, Account],
+) -> None:
+    drain = single(books, "wallet", "payable", 100_000)
+    create_transfers([drain], now=T0)
+    before = state()
+
+    assert create_transfers([drain], now=T0) == [Result.EXISTS]
+    assert state() == before
