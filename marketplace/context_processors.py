@@ -14,9 +14,5 @@ def navigation(request: HttpRequest) -> dict[str, Any]:
     if not isinstance(user, User):
         return {}
     memberships = list(queries.memberships_of(user))
-    current_id = request.session.get("organization")
-    current = next(
-        (m for m in memberships if str(m.organization.public_id) == current_id),
-        memberships[0] if memberships else None,
-    )
+    current = queries.acting_membership(memberships, request.session.get("organization"))
     return {"nav_memberships": memberships, "nav_current": current}

@@ -51,6 +51,15 @@ def memberships_of(user: User) -> QuerySet[Membership]:
     )
 
 
+def acting_membership(memberships: Sequence[Membership], chosen: str | None) -> Membership | None:
+    """The membership a signed-in person acts for: the organization chosen in the session, else
+    their first one."""
+    return next(
+        (m for m in memberships if str(m.organization.public_id) == chosen),
+        memberships[0] if memberships else None,
+    )
+
+
 def members_of(organization: Organization) -> QuerySet[Membership]:
     return Membership.objects.filter(organization=organization).select_related("user")
 

@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
-from marketplace import views
+from marketplace import views, views_market
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -21,6 +21,22 @@ urlpatterns = [
         name="api-key-revoke",
     ),
     path("invitations/<str:token>/", views.invitation_accept, name="invitation-accept"),
+    path("market/", views_market.market_index, name="market-index"),
+    path("market/<slug:slug>/", views_market.market_book, name="market"),
+    path("orders/", views_market.order_list, name="orders"),
+    path("orders/new/", views_market.order_create, name="order-create"),
+    path("orders/preview/", views_market.order_preview, name="order-preview"),
+    path("orders/<uuid:order_id>/", views_market.order_detail, name="order"),
+    path("orders/<uuid:order_id>/cancel/", views_market.order_cancel, name="order-cancel"),
+    path("supply/", views_market.supply, name="supply"),
+    path("supply/sites/", views_market.site_create, name="site-create"),
+    path("supply/pools/", views_market.pool_create, name="pool-create"),
+    path("supply/offers/", views_market.offer_create, name="offer-create"),
+    path(
+        "supply/offers/<uuid:offer_id>/<slug:action>/",
+        views_market.offer_action,
+        name="offer-action",
+    ),
     path("i18n/", include("django.conf.urls.i18n")),
     path("admin/", admin.site.urls),
     path("api/v1/", include("marketplace.api.urls")),

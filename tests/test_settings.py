@@ -22,6 +22,7 @@ PRODUCTION_ENV = {
     "EMAIL_HOST": "smtp.example.com",
     "DEFAULT_FROM_EMAIL": "Suanli <noreply@exchange.example.com>",
     "SITE_URL": "https://exchange.example.com",
+    "LEDGER_SIGNING_KEY": "0FZyV8a4t1Yc0X3Zk9nBvQ2mXc7LpR5sTuWy1AzC3dE=",
 }
 
 
@@ -74,7 +75,15 @@ def test_required_value_missing_in_production_names_it() -> None:
 
 
 @pytest.mark.parametrize(
-    "missing", ["SECRET_KEY", "DATABASE_URL", "REDIS_URL", "ALLOWED_HOSTS", "EMAIL_HOST"]
+    "missing",
+    [
+        "SECRET_KEY",
+        "DATABASE_URL",
+        "REDIS_URL",
+        "ALLOWED_HOSTS",
+        "EMAIL_HOST",
+        "LEDGER_SIGNING_KEY",
+    ],
 )
 def test_production_settings_refuse_to_load_without(missing: str) -> None:
     env = {k: v for k, v in PRODUCTION_ENV.items() if k != missing}
