@@ -113,23 +113,32 @@ def supply_of(market: Market, *, now: dt.datetime) -> list[Supply]:
     ]
 
 
+_DEMAND_FIELDS = (
+    "min_memory_gb",
+    "min_scu_per_unit",
+    "duration_hours",
+    "earliest_start",
+    "latest_start",
+    "allowed_regions",
+    "allowed_jurisdictions",
+    "max_latency_tier",
+    "min_renewable_share",
+    "max_pue",
+    "verified_only",
+)
+
+
+def _demand(
+    source: Order | OrderRequest, location: Location | None, device_slugs: Sequence[str]
+) -> Demand:
+    fields = {name: getattr(source, name) for name in _DEMAND_FIELDS}
+    return Demand(device_slugs=device_slugs, location=location, **fields)
+
+
 def demand_of(order: Order, device_slugs: Sequence[str]) -> Demand:
+    """The constraints of a placed order."""
     location = Location(order.buyer_country, order.buyer_region, order.buyer_city)
-    return Demand(
-        device_slugs=device_slugs,
-        min_memory_gb=order.min_memory_gb,
-        min_scu_per_unit=order.min_scu_per_unit,
-        duration_hours=order.duration_hours,
-        earliest_start=order.earliest_start,
-        latest_start=order.latest_start,
-        allowed_regions=order.allowed_regions,
-        allowed_jurisdictions=order.allowed_jurisdictions,
-        location=location if order.buyer_country else None,
-        max_latency_tier=order.max_latency_tier,
-        min_renewable_share=order.min_renewable_share,
-        max_pue=order.max_pue,
-        verified_only=order.verified_only,
-    )
+    return _demand(order, location if order.buyer_country else None, device_slugs)
 
 
 @dataclass(frozen=True)
@@ -282,18 +291,4 @@ def order_book(market: Market, *, now: dt.datetime) -> list[BookClass]:
 
 def draft_demand(draft: OrderRequest, device_slugs: Sequence[str]) -> Demand:
     """The constraints of an order draft (not yet placed), for the preview."""
-    return Demand(
-        device_slugs=device_slugs,
-        min_memory_gb=draft.min_memory_gb,
-        min_scu_per_unit=draft.min_scu_per_unit,
-        duration_hours=draft.duration_hours,
-        earliest_start=draft.earliest_start,
-        latest_start=draft.latest_start,
-        allowed_regions=draft.allowed_regions,
-        allowed_jurisdictions=draft.allowed_jurisdictions,
-        location=draft.buyer_location,
-        max_latency_tier=draft.max_latency_tier,
-        min_renewable_share=draft.min_renewable_share,
-        max_pue=draft.max_pue,
-        verified_only=draft.verified_only,
-    )
+    return _demand(draft, draft.buyer_location, device_slugs)

@@ -313,38 +313,35 @@ class Order(models.Model):
         return self.status in OPEN_ORDER_STATUSES
 
 
-class OrderEvent(AppendOnly):
-    """An order's history: what changed, who did it and when. Never edited."""
+class MarketEvent(AppendOnly):
+    """A change in an order's or offer's history: what, who and when. Never edited."""
 
-    order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="events")
     kind = models.CharField(max_length=32)
-    status = models.CharField(max_length=20, choices=OrderStatus.choices)
     actor = models.CharField(max_length=64)
     data = models.JSONField(default=dict, blank=True)
     at = models.DateTimeField()
+
+    class Meta:
+        abstract = True
+
+    def __str__(self) -> str:
+        return f"{self.kind} at {self.at}"
+
+
+class OrderEvent(MarketEvent):
+    order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="events")
+    status = models.CharField(max_length=20, choices=OrderStatus.choices)
 
     class Meta:
         indexes = [models.Index(fields=["order", "at"], name="order_event_order")]
 
-    def __str__(self) -> str:
-        return f"{self.kind} {self.order_id} at {self.at}"
 
-
-class OfferEvent(AppendOnly):
-    """An offer's history: what changed, who did it and when. Never edited."""
-
+class OfferEvent(MarketEvent):
     offer = models.ForeignKey(Offer, on_delete=models.PROTECT, related_name="events")
-    kind = models.CharField(max_length=32)
     status = models.CharField(max_length=16, choices=OfferStatus.choices)
-    actor = models.CharField(max_length=64)
-    data = models.JSONField(default=dict, blank=True)
-    at = models.DateTimeField()
 
     class Meta:
         indexes = [models.Index(fields=["offer", "at"], name="offer_event_offer")]
-
-    def __str__(self) -> str:
-        return f"{self.kind} {self.offer_id} at {self.at}"
 
 
 def event_data(**values: Any) -> dict[str, Any]:
