@@ -68,6 +68,26 @@ def encode_transfer(
     return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
 
 
+def encode_row(seq: int, row: Sequence[Any]) -> bytes:
+    """``encode_transfer`` for a row of text-ish columns (``ledger.services.ROW_SQL``), byte for
+    byte, but fast: the
+    verifier and the sealer run it a million times (a test holds the two equal)."""
+    (id_, kind, debit, credit, amount, currency, pending, timeout, linked, code, ts, meta) = row
+    if meta == "{}":
+        meta_json = "{}"
+    else:  # jsonb prints its own key order and spacing: re-encode canonically
+        meta_json = json.dumps(json.loads(meta), sort_keys=True, separators=(",", ":"),
+                               ensure_ascii=True)  # fmt: skip
+    pending_json = f'"{pending}"' if pending is not None else "null"
+    timeout_json = "null" if timeout is None else str(timeout)
+    linked_json = "true" if linked else "false"
+    return (
+        f'{{"amount":{amount},"code":{code},"credit":{credit},"currency":"{currency}",'
+        f'"debit":{debit},"id":"{id_}","kind":"{kind}","linked":{linked_json},"meta":{meta_json},'
+        f'"pending":{pending_json},"seq":{seq},"timeout":{timeout_json},"ts":"{ts}","v":{VERSION}}}'
+    ).encode()
+
+
 def key_id(public_key: bytes) -> str:
     """A short, stable name for a signing key: the first 16 hex digits of its SHA-256."""
     return hashlib.sha256(public_key).hexdigest()[:16]

@@ -28,7 +28,6 @@ from ledger.models import (
     Kind,
     Purpose,
     Seal,
-    SealQueue,
     Transfer,
 )
 from ledger.money import exponent
@@ -325,8 +324,19 @@ class _Batch:
             dict(request.metadata),
         )
 
-    def snapshot(self) -> tuple[dict[int, tuple[int, ...]], int, set[uuid.UUID]]:
-        totals = {a: tuple(getattr(t, n) for n in _TOTALS) for a, t in self.totals.items()}
+    def snapshot(
+        self, chain: Sequence[NewTransfer]
+    ) -> tuple[dict[int, tuple[int, ...]], int, set[uuid.UUID]]:
+        """What a linked chain may change, to undo it if a member fails: the totals of the
+        accounts it touches only (copying every account would make large batches quadratic)."""
+        touched: set[int | None] = set()
+        for request in chain:
+            touched |= {request.debit_account_id, request.credit_account_id}
+            if request.pending_id is not None and (p := self.pendings.get(request.pending_id)):
+                touched |= {p.debit_account_id, p.credit_account_id}
+        totals = {
+            a: tuple(getattr(t, n) for n in _TOTALS) for a, t in self.totals.items() if a in touched
+        }
         return totals, len(self.new), set(self.resolved)
 
     def restore(self, state: tuple[dict[int, tuple[int, ...]], int, set[uuid.UUID]]) -> None:
@@ -448,17 +458,18 @@ def _evaluate(
             end += 1
         chain = transfers[start : end + 1]
         open_chain = chain[-1].linked
-        state = batch.snapshot()
+        # A lone transfer undoes itself when it fails; only a linked chain needs a snapshot.
+        state = batch.snapshot(chain) if len(chain) > 1 or open_chain else None
         codes = [batch.apply(t) for t in chain]
         if open_chain:
             codes[-1] = Result.LINKED_EVENT_CHAIN_OPEN
         all_new = all(c == Result.OK for c in codes)
         all_replayed = all(c == Result.EXISTS for c in codes)
-        if len(chain) > 1 and not (all_new or all_replayed):
+        if state is not None and len(chain) > 1 and not (all_new or all_replayed):
             batch.restore(state)
             failed = {Result.OK, Result.EXISTS}
             codes = [Result.LINKED_EVENT_FAILED if c in failed else c for c in codes]
-        elif open_chain:
+        elif state is not None and open_chain:
             batch.restore(state)
         results.extend(codes)
         start = end + 1
@@ -567,43 +578,13 @@ def void_expired_pendings(*, now: dt.datetime, limit: int = 1000) -> int:
 # --------------------------------------------------------------------------- tamper evidence
 
 
-def encoding_of(seq: int, row: Sequence[Any]) -> bytes:
-    """The canonical encoding of a transfer row as read by ``ENCODING_FIELDS``."""
-    names = (
-        "id",
-        "kind",
-        "debit",
-        "credit",
-        "amount",
-        "currency",
-        "pending",
-        "timeout",
-        "linked",
-        "code",
-        "ts",
-        "meta",
-    )
-    fields = dict(zip(names, row, strict=True))
-    if isinstance(fields["meta"], str):  # raw SQL hands jsonb over as text (Django's loader)
-        fields["meta"] = json.loads(fields["meta"])
-    fields["id"] = str(fields["id"])
-    fields["pending"] = str(fields["pending"]) if fields["pending"] else None
-    return canonical.encode_transfer(seq=seq, **fields)
-
-
-ENCODING_FIELDS = (
-    "id",
-    "kind",
-    "debit_account_id",
-    "credit_account_id",
-    "amount",
-    "currency",
-    "pending_id",
-    "timeout",
-    "linked",
-    "code",
-    "created_at",
-    "metadata",
+# A transfer's columns as SQL text for ``canonical.encode_row``: the sealer's and verifier's
+# hot path.
+ROW_SQL = (
+    "t.id::text, t.kind, t.debit_account_id, t.credit_account_id, t.amount, t.currency, "
+    "t.pending_id::text, t.timeout, t.linked, t.code, "
+    "to_char(t.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), "
+    "t.metadata::text"
 )
 
 
@@ -614,67 +595,83 @@ def _try_lock(lock_id: int) -> bool:
     return bool(row and row[0])
 
 
+_QUEUE_SQL = (
+    f"SELECT q.id, t.id, {ROW_SQL} FROM ledger_sealqueue q "  # noqa: S608 - constant SQL
+    "JOIN ledger_transfer t ON t.id = q.transfer_id ORDER BY q.id LIMIT %s"
+)
+_SEALED_SQL = (
+    f"SELECT s.seq, {ROW_SQL} FROM ledger_seal s "  # noqa: S608 - constant SQL
+    "JOIN ledger_transfer t ON t.id = s.transfer_id WHERE s.seq BETWEEN %s AND %s ORDER BY s.seq"
+)
+_WRITE_SEALS_SQL = """
+WITH s AS (
+    INSERT INTO ledger_seal (seq, transfer_id, chain_hash, sealed_at)
+    SELECT seq, transfer, hash, %(now)s::timestamptz
+    FROM unnest(%(seqs)s::bigint[], %(transfers)s::uuid[], %(hashes)s::text[])
+        AS x(seq, transfer, hash)
+)
+DELETE FROM ledger_sealqueue WHERE id = ANY(%(queue)s::bigint[])
+"""
+
+
 def seal(*, now: dt.datetime, limit: int = 50_000) -> int:
-    """Give queued transfers their sequence numbers and chain hashes, in queue order, then write
-    a checkpoint if one is due. One sealer at a time (advisory lock); returns how many sealed."""
+    """Give queued transfers their sequence numbers and chain hashes, in queue order, and sign a
+    checkpoint every ``LEDGER_CHECKPOINT_EVERY`` transfers (or, for what is left, once
+    ``LEDGER_CHECKPOINT_SECONDS`` have passed since the last). One sealer at a time (advisory
+    lock); each transfer is encoded once. Returns how many were sealed."""
+    every = settings.LEDGER_CHECKPOINT_EVERY
     with transaction.atomic():
         if not _try_lock(SEAL_LOCK):
             return 0
         head = Seal.objects.order_by("-seq").values_list("seq", "chain_hash").first()
         seq, chain_hash = (head[0], bytes.fromhex(head[1])) if head else (0, canonical.GENESIS)
-        queue = list(SealQueue.objects.order_by("id").values_list("id", "transfer_id")[:limit])
+        last = Checkpoint.objects.order_by("-number").first()
+        with connection.cursor() as cursor:
+            # Sealed since the last checkpoint: their leaves start the next checkpoint's tree.
+            cursor.execute(_SEALED_SQL, [(last.last_seq + 1) if last else 1, seq])
+            leaves = [canonical.leaf_hash(canonical.encode_row(r[0], r[1:])) for r in cursor]
+            cursor.execute(_QUEUE_SQL, [limit])
+            queue = cursor.fetchall()
+        seqs: list[int] = []
+        hashes: list[str] = []
+        for _queue_id, _transfer_id, *row in queue:
+            seq += 1
+            encoding = canonical.encode_row(seq, row)
+            chain_hash = canonical.chain(chain_hash, encoding)
+            leaves.append(canonical.leaf_hash(encoding))
+            seqs.append(seq)
+            hashes.append(chain_hash.hex())
+            if len(leaves) >= every:
+                last = _checkpoint(now=now, last=last, last_seq=seq, leaves=leaves, head=chain_hash)
+                leaves = []
         if queue:
-            rows = {
-                row[0]: row
-                for row in Transfer.objects.filter(id__in=[t for _, t in queue]).values_list(
-                    *ENCODING_FIELDS
-                )
-            }
-            seals = []
-            for _queue_id, transfer_id in queue:
-                seq += 1
-                chain_hash = canonical.chain(chain_hash, encoding_of(seq, rows[transfer_id]))
-                seals.append(
-                    Seal(
-                        seq=seq, transfer_id=transfer_id, chain_hash=chain_hash.hex(), sealed_at=now
-                    )
-                )
-            Seal.objects.bulk_create(seals, batch_size=5000)
             with connection.cursor() as cursor:
                 cursor.execute(
-                    "DELETE FROM ledger_sealqueue WHERE id = ANY(%s)", [[q for q, _ in queue]]
+                    _WRITE_SEALS_SQL,
+                    {
+                        "now": now,
+                        "seqs": seqs,
+                        "transfers": [q[1] for q in queue],
+                        "hashes": hashes,
+                        "queue": [q[0] for q in queue],
+                    },
                 )
-        _checkpoint_if_due(now=now, head_seq=seq, head_hash=chain_hash)
+        interval = dt.timedelta(seconds=settings.LEDGER_CHECKPOINT_SECONDS)
+        if leaves and (last is None or now - last.created_at >= interval):
+            _checkpoint(now=now, last=last, last_seq=seq, leaves=leaves, head=chain_hash)
     return len(queue)
 
 
-def _checkpoint_if_due(*, now: dt.datetime, head_seq: int, head_hash: bytes) -> Checkpoint | None:
-    last = Checkpoint.objects.order_by("-number").first()
-    first_seq = (last.last_seq + 1) if last else 1
-    count = head_seq - first_seq + 1
-    if count <= 0:
-        return None
-    interval = dt.timedelta(seconds=settings.LEDGER_CHECKPOINT_SECONDS)
-    due = (
-        last is None
-        or count >= settings.LEDGER_CHECKPOINT_EVERY
-        or now - last.created_at >= interval
-    )
-    if not due:
-        return None
-    encodings = (
-        encoding_of(seq, row)
-        for seq, *row in Seal.objects.filter(seq__gte=first_seq, seq__lte=head_seq)
-        .order_by("seq")
-        .values_list("seq", *(f"transfer__{name}" for name in ENCODING_FIELDS))
-    )
+def _checkpoint(
+    *, now: dt.datetime, last: Checkpoint | None, last_seq: int, leaves: list[bytes], head: bytes
+) -> Checkpoint:
     fields = canonical.CheckpointFields(
         number=(last.number + 1) if last else 1,
-        first_seq=first_seq,
-        last_seq=head_seq,
-        merkle_root=canonical.merkle_root(encodings).hex(),
+        first_seq=last_seq - len(leaves) + 1,
+        last_seq=last_seq,
+        merkle_root=canonical.merkle_root_of_leaf_hashes(leaves).hex(),
         previous_root=last.merkle_root if last else "",
-        last_chain_hash=head_hash.hex(),
+        last_chain_hash=head.hex(),
     )
     key = signing_key()
     public = key.public_key().public_bytes_raw()

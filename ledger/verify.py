@@ -5,22 +5,24 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from django.db import connection
+from django.db import connection, transaction
 
 from ledger import canonical
-from ledger.services import ENCODING_FIELDS, encoding_of
+from ledger.services import ROW_SQL
 
-_COLUMNS = ", ".join(f"t.{name}" for name in ENCODING_FIELDS)  # constant names, no input
-_CHAIN_SQL = f"SELECT s.seq, s.chain_hash, {_COLUMNS} FROM ledger_seal s JOIN ledger_transfer t ON t.id = s.transfer_id ORDER BY s.seq"  # noqa: S608, E501
+_CHAIN_SQL = (
+    f"SELECT s.seq, s.chain_hash, {ROW_SQL} FROM ledger_seal s "  # noqa: S608 - constant SQL
+    "JOIN ledger_transfer t ON t.id = s.transfer_id ORDER BY s.seq"
+)
 
 
 def chain_records() -> Iterator[tuple[int, bytes, str | None]]:
     # A server-side cursor streams a million rows without holding them all in memory.
-    with connection.chunked_cursor() as cursor:
+    with transaction.atomic(), connection.chunked_cursor() as cursor:
         cursor.execute(_CHAIN_SQL)
         while rows := cursor.fetchmany(20_000):
             for seq, chain_hash, *row in rows:
-                yield seq, encoding_of(seq, row), chain_hash
+                yield seq, canonical.encode_row(seq, row), chain_hash
 
 
 def _checkpoints() -> tuple[list[canonical.CheckpointFields], dict[int, tuple[bytes, bytes]]]:

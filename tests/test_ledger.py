@@ -565,7 +565,8 @@ def test_sealing_numbers_the_chain_and_checkpoints_are_signed(books: dict[str, A
     assert list(Seal.objects.order_by("seq").values_list("seq", flat=True)) == list(range(1, 8))
     assert SealQueue.objects.count() == 0
     checkpoints = list(Checkpoint.objects.order_by("number"))
-    assert [(c.first_seq, c.last_seq) for c in checkpoints] == [(1, 6)]  # 1 new < 3, 1 min < 1 h
+    # every 3 transfers; then 1 new < 3 and 1 min < 1 h: not yet
+    assert [(c.first_seq, c.last_seq) for c in checkpoints] == [(1, 3), (4, 6)]
     first = checkpoints[0]
     fields = canonical.CheckpointFields(
         first.number, first.first_seq, first.last_seq, first.merkle_root, "", first.last_chain_hash
@@ -576,7 +577,7 @@ def test_sealing_numbers_the_chain_and_checkpoints_are_signed(books: dict[str, A
         bytes.fromhex(first.signature), fields.message()
     )
     report = verify(public_key=public_key_bytes())
-    assert (report.ok, report.transfers, report.checkpoints) == (True, 7, 1)
+    assert (report.ok, report.transfers, report.checkpoints) == (True, 7, 2)
 
 
 @override_settings(LEDGER_CHECKPOINT_EVERY=2)
@@ -629,7 +630,7 @@ def test_an_export_verifies_offline_and_a_tampered_line_is_named(
     create_transfers([single(books, "wallet", "payable", n) for n in (1, 2, 3, 4)], now=T0)
     seal(now=T0)
 
-    assert export_ledger(tmp_path) == (5, 1)
+    assert export_ledger(tmp_path) == (5, 2)
     key = public_key_bytes().hex()
     ok = subprocess.run(
         [sys.executable, "-m", "ledger.export", "verify", str(tmp_path), "--public-key", key],
@@ -642,7 +643,7 @@ def test_an_export_verifies_offline_and_a_tampered_line_is_named(
     lines[3] = lines[3].replace(b'"amount":3', b'"amount":4')
     (tmp_path / "transfers.jsonl").write_bytes(b"\n".join(lines) + b"\n")
 
-    assert (ok.returncode, ok.stdout.strip()) == (0, "OK: 5 transfers, 1 checkpoints")
+    assert (ok.returncode, ok.stdout.strip()) == (0, "OK: 5 transfers, 2 checkpoints")
     report = verify_export(tmp_path, public_key=public_key_bytes())
     assert (report.ok, report.first_bad_seq) == (False, 4)
 
@@ -699,3 +700,41 @@ def test_a_replay_is_exists_even_when_repeating_it_would_now_be_refused(
 
     assert create_transfers([drain], now=T0) == [Result.EXISTS]
     assert state() == before
+
+
+def test_the_fast_row_encoder_matches_the_reference_encoding(books: dict[str, Account]) -> None:
+    pending = hold(books, 700, timeout=90, metadata={"order": "o-7", "n": 3, "nested": {"b": [1]}})
+    post = NewTransfer(
+        id=uuid.uuid4(),
+        kind=Kind.POST,
+        pending_id=pending.id,
+        amount=500,
+        code=42,
+        metadata={"z": None, "a": "ünïcode"},
+    )
+    create_transfers([pending, post], now=T0 + dt.timedelta(microseconds=7))
+    from ledger.services import ROW_SQL
+
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {ROW_SQL} FROM ledger_transfer t ORDER BY t.created_at, t.id")  # noqa: S608
+        rows = cursor.fetchall()
+
+    for seq, (row, stored) in enumerate(
+        zip(rows, Transfer.objects.order_by("created_at", "id"), strict=True), start=1
+    ):
+        reference = canonical.encode_transfer(
+            seq=seq,
+            id=str(stored.pk),
+            kind=stored.kind,
+            debit=stored.debit_account_id,
+            credit=stored.credit_account_id,
+            amount=stored.amount,
+            currency=stored.currency,
+            pending=str(stored.pending_id) if stored.pending_id else None,
+            timeout=stored.timeout,
+            linked=stored.linked,
+            code=stored.code,
+            ts=stored.created_at,
+            meta=stored.metadata,
+        )
+        assert canonical.encode_row(seq, row) == reference
