@@ -10,8 +10,11 @@ only the 10,000 "spread" accounts are created with ``bulk_create`` (set-up, not 
 
 ``--profile PHASES`` (or BENCH_PROFILE) runs the named phases under cProfile and prints the top
 functions and a per-statement SQL time breakdown to stderr (figures are then inflated by the
-profiler). Phases: setup, single, batched, hot, seal, bulk, seal_bulk, export, verify_file,
-verify_db. Progress goes to stderr; the last line on stdout is the JSON report.
+profiler); ``--sql-times PHASES`` (BENCH_SQL_TIMES) prints only the SQL breakdown (server-side
+cursors' fetches are not in it). Phases: setup, single, batched, hot, seal, bulk, seal_bulk,
+export, verify_file, verify_db. BENCH_TARGET overrides the total number of transfers,
+BENCH_BULK_ACCOUNTS the accounts the filler transfers use. Progress goes to stderr; the last line
+on stdout is the JSON report.
 """
 
 from __future__ import annotations
@@ -39,17 +42,18 @@ from _harness import django_stack, report
 QUICK = "--quick" in sys.argv or os.environ.get("BENCH_QUICK") == "1"
 
 
-def _profile_phases() -> set[str]:
-    names = os.environ.get("BENCH_PROFILE", "")
+def _phases(option: str, variable: str) -> set[str]:
+    names = os.environ.get(variable, "")
     for n, arg in enumerate(sys.argv):
-        if arg == "--profile" and n + 1 < len(sys.argv):
+        if arg == option and n + 1 < len(sys.argv):
             names += "," + sys.argv[n + 1]
-        elif arg.startswith("--profile="):
+        elif arg.startswith(option + "="):
             names += "," + arg.split("=", 1)[1]
     return {name.strip() for name in names.split(",") if name.strip()}
 
 
-PROFILE = _profile_phases()
+PROFILE = _phases("--profile", "BENCH_PROFILE")  # cProfile + SQL time per statement
+SQL_TIMES = _phases("--sql-times", "BENCH_SQL_TIMES") | PROFILE  # SQL time only (cheap)
 
 # Sizes. The full run makes TARGET transfers in all (every phase's transfers count towards it).
 if QUICK:
@@ -73,10 +77,12 @@ else:
     BULK_BATCH = 10_000
     OPEN_ACCOUNT_CALLS = 500
 DESTINATIONS = 8
+CALLERS = 4  # concurrent callers for the one-transfer-per-call figure (each with its own wallet)
 # The transfers that fill the ledger up to TARGET move money among this many accounts. Few on
 # purpose: ``create_transfers`` costs O(batch size x accounts in the batch) in Python (see the
 # report), so 10,000-transfer batches over 10,000 accounts would take over an hour for 1M.
-BULK_ACCOUNTS = int(os.environ.get("BENCH_BULK_ACCOUNTS", "100"))
+BULK_ACCOUNTS = int(os.environ.get("BENCH_BULK_ACCOUNTS", "20"))
+TARGET = int(os.environ.get("BENCH_TARGET", TARGET))
 SEAL_LIMIT = 50_000
 FUNDING = 10**12  # minor units credited to every wallet that pays
 # Stop making transfers for the verification set after this long and scale the verify figures
@@ -137,7 +143,7 @@ def phase(name: str, timings: dict[str, float]) -> Iterator[None]:
 
     log(f"{name} ...")
     profiler = cProfile.Profile() if name in PROFILE else None
-    sql = SqlTimes() if profiler else None
+    sql = SqlTimes() if name in SQL_TIMES else None
     wrapper = connection.execute_wrapper(sql) if sql else contextlib.nullcontext()
     with wrapper:
         if profiler:
@@ -151,11 +157,12 @@ def phase(name: str, timings: dict[str, float]) -> Iterator[None]:
                 profiler.disable()
     timings[name] = elapsed
     log(f"{name}: {elapsed:.3f}s")
-    if profiler and sql:
-        out = io.StringIO()
+    out = io.StringIO()
+    if profiler:
         stats = pstats.Stats(profiler, stream=out).strip_dirs()
         stats.sort_stats("cumulative").print_stats(35)
         stats.sort_stats("tottime").print_stats(25)
+    if sql:
         print(f"===== profile of {name}\n{sql.dump(elapsed)}\n{out.getvalue()}", file=sys.stderr)
 
 
@@ -233,7 +240,13 @@ def run(export_dir: Path) -> dict[str, Any]:
             batch_size=5000,
         )
         spread += [a.pk for a in created]
-        payers = [source.pk, *hot, *spread]
+        caller_wallets = [
+            open_account(
+                owner=f"bench:caller{i}", purpose=Purpose.WALLET, currency=cny, now=now()
+            ).pk
+            for i in range(CALLERS)
+        ]
+        payers = [source.pk, *caller_wallets, *hot, *spread]
         for start in range(0, len(payers), BATCH_SIZE):
             submit(
                 [
@@ -259,6 +272,43 @@ def run(export_dir: Path) -> dict[str, Any]:
                 ],
                 "single",
             )
+
+    # ------------------------------------------------------------------ one per call, concurrent
+    # Each durable commit waits for its WAL flush; callers in parallel share flushes (group
+    # commit), as a busy exchange's web workers do. Each caller pays from its own wallet.
+    def caller(index: int) -> None:
+        for i in range(SINGLE_CALLS // CALLERS):
+            results = create_transfers(
+                [
+                    NewTransfer(
+                        id=new_id(),
+                        debit_account_id=caller_wallets[index],
+                        credit_account_id=destinations[i % DESTINATIONS],
+                        amount=1 + i % 97,
+                    )
+                ],
+                now=now(),
+            )
+            if results != [Result.OK]:
+                os._exit(3)
+        connection.close()
+        os._exit(0)
+
+    with phase("single_concurrent", timings):
+        connection.close()
+        children = []
+        for index in range(CALLERS):
+            pid = os.fork()
+            if pid == 0:  # child: a fresh database connection of its own
+                try:
+                    caller(index)
+                finally:
+                    os._exit(4)
+            children.append(pid)
+        statuses = [os.waitpid(pid, 0)[1] for pid in children]
+        if any(statuses):
+            raise SystemExit(f"concurrent single transfers failed: {statuses}")
+        counts["single_concurrent"] = CALLERS * (SINGLE_CALLS // CALLERS)
 
     # ------------------------------------------------------------------ batches of 1,000
     with phase("batched", timings):
@@ -390,7 +440,9 @@ def run(export_dir: Path) -> dict[str, Any]:
     return {
         "quick": QUICK,
         "profiled_phases": sorted(PROFILE),
-        "single_transfers_per_s": per_s(counts["single"], timings["single"]),
+        "single_transfers_per_s": per_s(counts["single_concurrent"], timings["single_concurrent"]),
+        "single_callers": CALLERS,
+        "single_sequential_per_s": per_s(counts["single"], timings["single"]),
         "single_ms_mean": round(1000 * timings["single"] / SINGLE_CALLS, 3),
         "batched_transfers_per_s": batched_rate,
         "hot_account_ratio": round(hot_rate / spread_rate, 3) if spread_rate else None,
