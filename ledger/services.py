@@ -56,6 +56,11 @@ class Result(StrEnum):
     AMOUNT_MUST_BE_POSITIVE = "amount_must_be_positive"
     TIMEOUT_RESERVED_FOR_PENDING = "timeout_reserved_for_pending"
     METADATA_MUST_BE_PLAIN = "metadata_must_be_plain"
+    AMOUNT_TOO_LARGE = "amount_too_large"
+    CODE_OUT_OF_RANGE = "code_out_of_range"
+    TIMEOUT_OUT_OF_RANGE = "timeout_out_of_range"
+    OVERFLOWS_TOTALS = "overflows_totals"
+    VOID_AMOUNT_MISMATCH = "void_amount_mismatch"
     LINKED_EVENT_FAILED = "linked_event_failed"
     LINKED_EVENT_CHAIN_OPEN = "linked_event_chain_open"
 
@@ -100,6 +105,8 @@ def open_account(
     key = {"owner": owner, "purpose": purpose, "reference": reference, "currency": currency}
     found = Account.objects.filter(**key).first()
     if found is not None:
+        if flags is not None and found.flags != flags:
+            raise ValueError(f"account {found.pk} exists with flags {found.flags}, not {flags}")
         return found
     chosen = DEFAULT_FLAGS.get(Purpose(purpose), AccountFlags.NONE) if flags is None else flags
     # ON CONFLICT DO NOTHING: a concurrent creator wins without an error or a savepoint.
@@ -116,6 +123,9 @@ def open_account(
 # --------------------------------------------------------------------------- transfers
 
 _TOTALS = ("debits_pending", "debits_posted", "credits_pending", "credits_posted")
+AMOUNT_MAX = 2**63 - 1  # PostgreSQL bigint, like the account totals
+CODE_MAX = 2**31 - 1
+TIMEOUT_MAX = 10 * 365 * 24 * 3600  # seconds: a hold lasts at most ten years
 
 
 @dataclass
@@ -128,6 +138,13 @@ class _Totals:
     currency: str
 
     def violates(self) -> Result | None:
+        if (
+            max(
+                self.debits_pending + self.debits_posted, self.credits_pending + self.credits_posted
+            )
+            > AMOUNT_MAX
+        ):
+            return Result.OVERFLOWS_TOTALS
         if self.flags & AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS and (
             self.debits_pending + self.debits_posted > self.credits_posted
         ):
@@ -159,7 +176,11 @@ class _Stored:
 
 def _plain(value: Any) -> bool:
     """JSON without floats: metadata is hashed into the chain and must round-trip exactly."""
-    if value is None or isinstance(value, str | bool | int):
+    if isinstance(value, str):
+        return "\x00" not in value  # PostgreSQL text cannot hold NUL
+    if isinstance(value, int):
+        return abs(value) <= AMOUNT_MAX
+    if value is None or isinstance(value, bool):
         return True
     if isinstance(value, list):
         return all(_plain(v) for v in value)
@@ -245,8 +266,8 @@ class _Batch:
         return Result.OK
 
     def _common(self, request: NewTransfer) -> Result | None:
-        if request.code < 0:
-            raise ValueError("code must be >= 0")
+        if not 0 <= request.code <= CODE_MAX:
+            return Result.CODE_OUT_OF_RANGE
         if not _plain(dict(request.metadata)):
             return Result.METADATA_MUST_BE_PLAIN
         if request.timeout is not None and request.kind != Kind.PENDING:
@@ -266,8 +287,10 @@ class _Batch:
         currency = self.totals[debit].currency
         if self.totals[credit].currency != currency:
             return Result.CURRENCY_MISMATCH
-        if request.timeout is not None and request.timeout <= 0:
-            return Result.TIMEOUT_RESERVED_FOR_PENDING
+        if request.amount > AMOUNT_MAX:
+            return Result.AMOUNT_TOO_LARGE
+        if request.timeout is not None and not 0 < request.timeout <= TIMEOUT_MAX:
+            return Result.TIMEOUT_OUT_OF_RANGE
         expires = self.now + dt.timedelta(seconds=request.timeout) if request.timeout else None
         return _Stored(
             request.id,
@@ -303,6 +326,8 @@ class _Batch:
         ):
             return Result.PENDING_EXPIRED
         amount = pending.amount
+        if request.kind == Kind.VOID and request.amount not in (None, pending.amount):
+            return Result.VOID_AMOUNT_MISMATCH
         if request.kind == Kind.POST and request.amount is not None:
             if request.amount <= 0:
                 return Result.AMOUNT_MUST_BE_POSITIVE
@@ -376,7 +401,7 @@ def _compare(
     if request.kind in (Kind.POST, Kind.VOID):
         pending = pendings.get(stored.pending_id) if stored.pending_id else None
         full = pending.amount if pending else stored.amount
-        amount_matches = (request.amount or full) == stored.amount or request.kind == Kind.VOID
+        amount_matches = (request.amount or full) == stored.amount
         accounts_match = request.debit_account_id in (None, stored.debit_account_id) and (
             request.credit_account_id in (None, stored.credit_account_id)
         )

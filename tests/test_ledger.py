@@ -738,3 +738,58 @@ def test_the_fast_row_encoder_matches_the_reference_encoding(books: dict[str, Ac
             meta=stored.metadata,
         )
         assert canonical.encode_row(seq, row) == reference
+
+
+@pytest.mark.parametrize(
+    ("make", "code"),
+    [
+        (lambda b: single(b, "clearing", "payable", 2**63), Result.AMOUNT_TOO_LARGE),
+        (lambda b: single(b, "wallet", "payable", 5, code=2**31), Result.CODE_OUT_OF_RANGE),
+        (lambda b: hold(b, 5, timeout=2**31), Result.TIMEOUT_OUT_OF_RANGE),
+        (lambda b: hold(b, 5, timeout=0), Result.TIMEOUT_OUT_OF_RANGE),
+        (
+            lambda b: single(b, "wallet", "payable", 5, metadata={"x": "\x00"}),
+            Result.METADATA_MUST_BE_PLAIN,
+        ),
+        (
+            lambda b: single(b, "wallet", "payable", 5, metadata={"x": 2**64}),
+            Result.METADATA_MUST_BE_PLAIN,
+        ),
+    ],
+    ids=["amount", "code", "timeout-huge", "timeout-zero", "nul", "huge-int"],
+)
+def test_out_of_range_input_gets_a_code_and_the_rest_of_the_batch_goes_through(
+    books: dict[str, Account], make: Any, code: Result
+) -> None:
+    valid = single(books, "wallet", "payable", 7)
+
+    assert create_transfers([valid, make(books)], now=T0) == [Result.OK, code]
+    assert totals(books["payable"]) == (0, 0, 0, 7)
+
+
+def test_totals_never_overflow(books: dict[str, Account]) -> None:
+    big = 2**62
+    first = single(books, "clearing", "payable", big)
+    second = single(books, "clearing", "payable", big)
+
+    assert create_transfers([first, second], now=T0) == [Result.OK, Result.OVERFLOWS_TOTALS]
+    assert totals(books["payable"]) == (0, 0, 0, big)
+
+
+def test_a_void_states_the_whole_hold_or_nothing(books: dict[str, Account]) -> None:
+    pending = hold(books, 100)
+    wrong = NewTransfer(id=uuid.uuid4(), kind=Kind.VOID, pending_id=pending.id, amount=99)
+    right = NewTransfer(id=uuid.uuid4(), kind=Kind.VOID, pending_id=pending.id, amount=100)
+
+    assert create_transfers([pending, wrong, right], now=T0) == [
+        Result.OK,
+        Result.VOID_AMOUNT_MISMATCH,
+        Result.OK,
+    ]
+    replay = NewTransfer(id=right.id, kind=Kind.VOID, pending_id=pending.id, amount=1)
+    assert create_transfers([replay], now=T0) == [Result.EXISTS_WITH_DIFFERENT_FIELDS]
+
+
+def test_opening_an_account_with_other_flags_is_refused(books: dict[str, Account]) -> None:
+    with pytest.raises(ValueError, match="exists with flags 1"):
+        open_account(owner="org:buyer", purpose="wallet", currency="CNY", now=T0, flags=0)
