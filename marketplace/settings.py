@@ -212,6 +212,10 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "marketplace.api.examples.add_examples",
+    ],
     "ENUM_NAME_OVERRIDES": {
         "OrderStatusEnum": "marketplace.models.market.OrderStatus",
         "OfferStatusEnum": "marketplace.models.market.OfferStatus",

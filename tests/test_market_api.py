@@ -303,3 +303,18 @@ def test_create_endpoints_document_examples() -> None:
     for path in ("/api/v1/orders", "/api/v1/offers", "/api/v1/sites", "/api/v1/pools"):
         content = schema["paths"][path]["post"]["requestBody"]["content"]["application/json"]
         assert content.get("examples"), path
+
+
+def test_every_operation_documents_request_and_response_examples() -> None:
+    schema = APIClient().get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+
+    operations = [op for ops in schema["paths"].values() for op in ops.values()]
+    assert len(operations) >= 25
+    for op in operations:
+        body = op.get("requestBody", {}).get("content", {}).get("application/json")
+        if body is not None:
+            assert body.get("examples"), f"{op['operationId']}: no request example"
+        ok = next(r for code, r in op["responses"].items() if code.startswith("2"))
+        assert ok["content"]["application/json"].get("examples"), (
+            f"{op['operationId']}: no response example"
+        )

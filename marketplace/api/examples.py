@@ -1,0 +1,319 @@
+"""Request and response examples for every API operation, added to the OpenAPI schema by a
+drf-spectacular postprocessing hook (keyed by operationId, so views stay short)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+ORG = "3f6c2a1e-8b4d-4e5f-9a0b-1c2d3e4f5a6b"
+ORGANIZATION = {
+    "id": ORG,
+    "legal_name": "Shanghai Model Works Ltd.",
+    "country": "CN",
+    "registration_id": "91310000MA1K4XXXXX",
+    "is_provider": False,
+    "is_buyer": True,
+    "kyb_status": "approved",
+    "can_trade": True,
+    "created_at": "2026-11-01T08:00:00Z",
+}
+KEY = {
+    "id": "8e7d6c5b-4a39-4281-9f0e-1d2c3b4a5968",
+    "name": "trading bot",
+    "prefix": "sx_1a2b3c4d5e6f_",
+    "scopes": ["read", "trade"],
+    "created_at": "2026-11-20T09:00:00Z",
+    "last_used_at": "2026-11-23T11:59:00Z",
+    "revoked_at": None,
+}
+SITE = {
+    "id": "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d",
+    "name": "Qingyang 1",
+    "country": "CN",
+    "region": "CN-GS",
+    "city": "Qingyang",
+    "jurisdiction": "CN",
+    "pue": "1.15",
+    "renewable_share": "0.6200",
+    "carbon_g_per_kwh": 420,
+    "certifications": ["ISO27001", "MLPS-3"],
+    "created_at": "2026-11-02T10:00:00Z",
+}
+POOL = {
+    "id": "5f0c3a8e-1b2d-4c3e-9f8a-7b6c5d4e3f2a",
+    "site": SITE["id"],
+    "name": "h100-x8",
+    "device_model": "nvidia-h100-sxm",
+    "devices_per_unit": 8,
+    "units": 10,
+    "scu_per_unit": "7.9152",
+    "cpu_cores": 112,
+    "ram_gb": 2048,
+    "disk_gb": 30000,
+    "interconnect": "infiniband",
+    "verified": True,
+    "created_at": "2026-11-02T10:05:00Z",
+}
+OFFER = {
+    "id": "c1d2e3f4-a5b6-4c7d-8e9f-0a1b2c3d4e5f",
+    "market": "cny",
+    "pool": POOL["id"],
+    "units": 6,
+    "available_from": "2026-11-24T00:00:00Z",
+    "available_until": "2026-11-26T00:00:00Z",
+    "min_price": "80.000000",
+    "min_price_per_scu_hour": "10.1071",
+    "min_lease_hours": 1,
+    "max_lease_hours": 48,
+    "status": "active",
+    "created_at": "2026-11-23T12:00:00Z",
+}
+ORDER = {
+    "id": "6b3c1f5e-0d7e-4d7b-9a43-1f0c3c2f8a11",
+    "market": "cny",
+    "status": "open",
+    "quantity": "8.000",
+    "quantity_kind": "units",
+    "filled_quantity": "0.000",
+    "limit_price": "18.500000",
+    "price_per": "units",
+    "duration_hours": 24,
+    "earliest_start": "2026-11-24T00:00:00Z",
+    "latest_start": "2026-11-24T06:00:00Z",
+    "expires_at": "2026-11-24T06:00:00Z",
+    "device_models": ["nvidia-h100-sxm"],
+    "min_memory_gb": None,
+    "min_scu_per_unit": None,
+    "allowed_regions": [],
+    "allowed_jurisdictions": ["CN"],
+    "buyer_location": None,
+    "max_latency_tier": None,
+    "min_renewable_share": "0.5000",
+    "max_pue": None,
+    "verified_only": False,
+    "placement": "same_pool",
+    "fill": "all_or_none",
+    "min_fill": "8.000",
+    "hold": {
+        "amount_minor": 355200,
+        "currency": "CNY",
+        "transfer_id": "0f1e2d3c-4b5a-4978-8a9b-0c1d2e3f4a5b",
+    },
+    "cancel_requested_at": None,
+    "created_at": "2026-11-23T12:00:00Z",
+}
+ORDER_IN = {
+    "market": "cny",
+    "quantity": "8",
+    "limit_price": "18.50",
+    "duration_hours": 24,
+    "earliest_start": "2026-11-24T00:00:00Z",
+    "latest_start": "2026-11-24T06:00:00Z",
+    "device_models": ["nvidia-h100-sxm", "nvidia-h200-sxm"],
+    "allowed_jurisdictions": ["CN"],
+    "min_renewable_share": "0.5",
+    "placement": "same_pool",
+    "fill": "all_or_none",
+}
+EVENTS = [
+    {
+        "kind": "placed",
+        "status": "open",
+        "actor": "key:1a2b3c4d5e6f",
+        "data": {"hold_amount": 355200, "limit_price": "18.500000", "quantity": "8.000"},
+        "at": "2026-11-23T12:00:00Z",
+    },
+]
+
+
+def page(*items: dict[str, Any]) -> dict[str, Any]:
+    return {"data": list(items), "next": None, "previous": None}
+
+
+# operationId → (request example or None, response example)
+EXAMPLES: dict[str, tuple[dict[str, Any] | None, Any]] = {
+    "me": (
+        None,
+        {
+            "organization": ORGANIZATION,
+            "scopes": ["read", "trade"],
+            "email": None,
+            "role": None,
+            "api_key": "sx_1a2b3c4d5e6f_",
+        },
+    ),
+    "organizations_list": (None, page(ORGANIZATION)),
+    "organizations_create": (
+        {
+            "legal_name": "Shanghai Model Works Ltd.",
+            "country": "CN",
+            "registration_id": "91310000MA1K4XXXXX",
+            "is_buyer": True,
+        },
+        {**ORGANIZATION, "kyb_status": "pending", "can_trade": False},
+    ),
+    "organizations_retrieve": (None, ORGANIZATION),
+    "members_list": (
+        None,
+        page(
+            {
+                "email": "li.wei@example.com",
+                "full_name": "Li Wei",
+                "role": "owner",
+                "created_at": "2026-11-01T08:00:00Z",
+            }
+        ),
+    ),
+    "invitations_create": (
+        {"email": "trader@example.com", "role": "trader"},
+        {
+            "email": "trader@example.com",
+            "role": "trader",
+            "created_at": "2026-11-23T12:00:00Z",
+            "expires_at": "2026-11-30T12:00:00Z",
+        },
+    ),
+    "api_keys_list": (None, page(KEY)),
+    "api_keys_create": (
+        {"name": "trading bot", "scopes": ["read", "trade"]},
+        {**KEY, "last_used_at": None, "key": "sx_1a2b3c4d5e6f_Xk3…(shown once)"},
+    ),
+    "api_keys_revoke": (None, {**KEY, "revoked_at": "2026-11-23T12:30:00Z"}),
+    "devices_list": (
+        None,
+        [
+            {
+                "slug": "nvidia-h100-sxm",
+                "vendor": "NVIDIA",
+                "name": "H100 SXM",
+                "kind": "gpu",
+                "memory_gb": "80.0",
+                "memory_bandwidth_gbps": "3350.0",
+                "fp64_tflops": "33.500",
+                "fp32_tflops": "66.900",
+                "bf16_tflops": "989.400",
+                "int8_tops": "1978.900",
+                "tdp_watts": 700,
+                "scu": "0.9894",
+                "source_url": "https://www.nvidia.com/en-us/data-center/h100/",
+                "notes": "dense",
+            }
+        ],
+    ),
+    "markets_list": (
+        None,
+        [
+            {
+                "slug": "cny",
+                "name": "China compute market",
+                "currency": "CNY",
+                "round_seconds": 60,
+                "price_tick": "0.010000",
+                "fee_bps": 300,
+                "buyer_fee_bps": 0,
+                "sla_target": "0.9950",
+                "max_units_per_order": 512,
+                "max_scu_per_order": "1000.000",
+                "max_duration_hours": 720,
+                "horizon_hours": 336,
+                "active": True,
+            }
+        ],
+    ),
+    "book_retrieve": (
+        None,
+        {
+            "market": "cny",
+            "currency": "CNY",
+            "classes": [
+                {
+                    "site": "Qingyang 1",
+                    "region": "CN-GS",
+                    "device": "nvidia-h100-sxm",
+                    "scu_per_unit": "7.9152",
+                    "asks": [{"price": "80.000000", "units": 6, "count": 1}],
+                    "bids": [
+                        {"price": "90.000000", "units": 4, "count": 1},
+                        {"price": "85.000000", "units": 2, "count": 1},
+                    ],
+                    "last_price": None,
+                }
+            ],
+        },
+    ),
+    "sites_list": (None, page(SITE)),
+    "sites_create": ({k: v for k, v in SITE.items() if k not in {"id", "created_at"}}, SITE),
+    "pools_list": (None, page(POOL)),
+    "pools_create": (
+        {
+            "site": SITE["id"],
+            "name": "h100-x8",
+            "device_model": "nvidia-h100-sxm",
+            "units": 10,
+            "devices_per_unit": 8,
+            "cpu_cores": 112,
+            "ram_gb": 2048,
+            "disk_gb": 30000,
+            "interconnect": "infiniband",
+        },
+        POOL,
+    ),
+    "offers_list": (None, page(OFFER)),
+    "offers_create": (
+        {
+            "market": "cny",
+            "pool": POOL["id"],
+            "units": 6,
+            "available_from": "2026-11-24T00:00:00Z",
+            "available_until": "2026-11-26T00:00:00Z",
+            "min_price": "80.00",
+            "min_lease_hours": 1,
+            "max_lease_hours": 48,
+        },
+        OFFER,
+    ),
+    "offers_retrieve": (None, OFFER),
+    "offers_change": (None, {**OFFER, "status": "paused"}),
+    "orders_list": (None, page(ORDER)),
+    "orders_create": (ORDER_IN, ORDER),
+    "orders_retrieve": (None, {**ORDER, "events": EVENTS}),
+    "orders_cancel": (None, {**ORDER, "status": "cancelled"}),
+    "orders_preview": (
+        ORDER_IN,
+        {
+            "classes": [
+                {
+                    "site": "Qingyang 1",
+                    "region": "CN-GS",
+                    "device": "nvidia-h100-sxm",
+                    "scu_per_unit": "7.9152",
+                    "free_units": 6,
+                    "min_price": "80.000000",
+                    "max_price": "80.000000",
+                }
+            ],
+            "excluded": {"renewable_share": 2, "hardware": 5},
+            "compatible_units": 6,
+            "affordable_units": 0,
+            "hold_amount_minor": 355200,
+        },
+    ),
+}
+
+
+def add_examples(result: dict[str, Any], generator: Any, request: Any, public: bool) -> Any:
+    """drf-spectacular postprocessing hook: put each operation's examples into the schema."""
+    for path in result.get("paths", {}).values():
+        for operation in path.values():
+            found = EXAMPLES.get(operation.get("operationId", ""))
+            if found is None:
+                continue
+            request_example, response_example = found
+            body = operation.get("requestBody", {}).get("content", {}).get("application/json")
+            if request_example is not None and body is not None and not body.get("examples"):
+                body["examples"] = {"example": {"value": request_example}}
+            for status, response in operation.get("responses", {}).items():
+                content = response.get("content", {}).get("application/json")
+                if status.startswith("2") and content is not None:
+                    content.setdefault("examples", {"example": {"value": response_example}})
+    return result
