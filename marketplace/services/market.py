@@ -555,8 +555,10 @@ def place_order(*, principal: Principal, request: OrderRequest, now: dt.datetime
             hold_transfer_id=uuid.uuid4(),
             created_at=now,
         )
-        if devices:
-            order.device_models.set(devices)
+        if devices:  # one INSERT (``.set()`` would read the empty relation first)
+            Order.device_models.through.objects.bulk_create(
+                [Order.device_models.through(order=order, devicemodel=d) for d in devices]
+            )
         owner = ledger_owner(principal.organization)
         wallet = ledger.open_account(
             owner=owner, purpose=Purpose.WALLET, currency=market.currency, now=now
