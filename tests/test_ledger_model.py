@@ -826,6 +826,8 @@ def test_the_ledger_behaves_like_its_model() -> None:
             max_examples=200,
             stateful_step_count=40,
             deadline=None,
+            derandomize=True,  # the same 200 examples every run: CI stays deterministic
+            database=None,
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
         ),
     )
