@@ -8,7 +8,7 @@ from typing import Any
 from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.generics import GenericAPIView
 from rest_framework.permissions import AllowAny
@@ -31,105 +31,6 @@ from marketplace.errors import InvalidInput, NotFound
 from marketplace.models import DeviceModel, Market, Offer, Order, Pool, Site
 from marketplace.services.market import OFFER_TRANSITIONS
 
-ORDER_EXAMPLE = OpenApiExample(
-    "Eight H100 or H200 GPUs for 24 h in China, green power",
-    value={
-        "market": "cny",
-        "quantity": "8",
-        "limit_price": "18.50",
-        "duration_hours": 24,
-        "earliest_start": "2026-11-24T00:00:00Z",
-        "latest_start": "2026-11-24T06:00:00Z",
-        "device_models": ["nvidia-h100-sxm", "nvidia-h200-sxm"],
-        "allowed_jurisdictions": ["CN"],
-        "min_renewable_share": "0.5",
-        "placement": "same_pool",
-        "fill": "all_or_none",
-    },
-    request_only=True,
-)
-ORDER_OUT_EXAMPLE = OpenApiExample(
-    "An open order with its hold",
-    value={
-        "id": "6b3c1f5e-0d7e-4d7b-9a43-1f0c3c2f8a11",
-        "market": "cny",
-        "status": "open",
-        "quantity": "8.000",
-        "quantity_kind": "units",
-        "filled_quantity": "0.000",
-        "limit_price": "18.500000",
-        "price_per": "units",
-        "duration_hours": 24,
-        "earliest_start": "2026-11-24T00:00:00Z",
-        "latest_start": "2026-11-24T06:00:00Z",
-        "expires_at": "2026-11-24T06:00:00Z",
-        "device_models": ["nvidia-h100-sxm"],
-        "min_memory_gb": None,
-        "min_scu_per_unit": None,
-        "allowed_regions": [],
-        "allowed_jurisdictions": ["CN"],
-        "buyer_location": None,
-        "max_latency_tier": None,
-        "min_renewable_share": "0.5000",
-        "max_pue": None,
-        "verified_only": False,
-        "placement": "same_pool",
-        "fill": "all_or_none",
-        "min_fill": "8.000",
-        "hold": {
-            "amount_minor": 355200,
-            "currency": "CNY",
-            "transfer_id": "0f1e2d3c-4b5a-4978-8a9b-0c1d2e3f4a5b",
-        },
-        "cancel_requested_at": None,
-        "created_at": "2026-11-23T12:00:00Z",
-    },
-    response_only=True,
-)
-OFFER_EXAMPLE = OpenApiExample(
-    "Six 8×H100 nodes for two days at 80.00 per node-hour",
-    value={
-        "market": "cny",
-        "pool": "5f0c3a8e-1b2d-4c3e-9f8a-7b6c5d4e3f2a",
-        "units": 6,
-        "available_from": "2026-11-24T00:00:00Z",
-        "available_until": "2026-11-26T00:00:00Z",
-        "min_price": "80.00",
-        "min_lease_hours": 1,
-        "max_lease_hours": 48,
-    },
-    request_only=True,
-)
-SITE_EXAMPLE = OpenApiExample(
-    "A data centre in Gansu",
-    value={
-        "name": "Qingyang 1",
-        "country": "CN",
-        "region": "CN-GS",
-        "city": "Qingyang",
-        "jurisdiction": "CN",
-        "pue": "1.15",
-        "renewable_share": "0.6200",
-        "carbon_g_per_kwh": 420,
-        "certifications": ["MLPS-3", "ISO27001"],
-    },
-    request_only=True,
-)
-POOL_EXAMPLE = OpenApiExample(
-    "Ten 8-GPU H100 nodes on InfiniBand",
-    value={
-        "site": "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d",
-        "name": "h100-x8",
-        "device_model": "nvidia-h100-sxm",
-        "units": 10,
-        "devices_per_unit": 8,
-        "cpu_cores": 112,
-        "ram_gb": 2048,
-        "disk_gb": 30000,
-        "interconnect": "infiniband",
-    },
-    request_only=True,
-)
 STATUS_FILTER = OpenApiParameter("status", str, description="filter by status")
 MARKET_FILTER = OpenApiParameter("market", str, description="filter by market slug")
 
@@ -235,7 +136,6 @@ class SiteListCreate(OrganizationScoped):
     @extend_schema(
         operation_id="sites_create",
         request=s.SiteIn,
-        examples=[SITE_EXAMPLE],
         parameters=[IDEMPOTENCY_PARAMETER, ORGANIZATION_PARAMETER],
         responses={201: s.SiteOut, **ERROR_RESPONSES},
         description="Register a data centre (providers).",
@@ -272,7 +172,6 @@ class PoolListCreate(OrganizationScoped):
     @extend_schema(
         operation_id="pools_create",
         request=s.PoolIn,
-        examples=[POOL_EXAMPLE],
         parameters=[IDEMPOTENCY_PARAMETER, ORGANIZATION_PARAMETER],
         responses={201: s.PoolOut, **ERROR_RESPONSES},
         description="Add a pool of identical units at one of your sites.",
@@ -331,7 +230,6 @@ class OfferListCreate(OrganizationScoped):
     @extend_schema(
         operation_id="offers_create",
         request=s.OfferIn,
-        examples=[OFFER_EXAMPLE],
         parameters=[IDEMPOTENCY_PARAMETER, ORGANIZATION_PARAMETER],
         responses={201: s.OfferOut, **ERROR_RESPONSES},
         description="Post an ask: units of a pool for a window at a minimum price "
@@ -419,7 +317,6 @@ class OrderListCreate(OrganizationScoped):
     @extend_schema(
         operation_id="orders_create",
         request=s.OrderIn,
-        examples=[ORDER_EXAMPLE, ORDER_OUT_EXAMPLE],
         parameters=[IDEMPOTENCY_PARAMETER, ORGANIZATION_PARAMETER],
         responses={201: s.OrderOut, **ERROR_RESPONSES},
         description="Place a bid. Its maximum cost plus the maximum buyer fee is held "
@@ -473,7 +370,6 @@ class OrderPreview(OrganizationScoped):
     @extend_schema(
         operation_id="orders_preview",
         request=s.OrderPreviewIn,
-        examples=[ORDER_EXAMPLE],
         parameters=[ORGANIZATION_PARAMETER],
         responses={200: s.PreviewOut, **ERROR_RESPONSES},
         description="Pre-trade feasibility for a draft: the compatible supply by "
