@@ -40,16 +40,27 @@ def test_a_stale_process_named_in_its_pid_file_is_killed(tmp_path: Path) -> None
     (tmp_path / "stale.pid").write_text(str(stale.pid))
     (tmp_path / "other.pid").write_text(str(other.pid))
     try:
+        # A stale process is one a killed run left long ago: wait until both children show the
+        # program they run (on a loaded machine /proc may still show the forking parent briefly).
+        _wait_for_cmdline(stale.pid, "sleep 60")
+        _wait_for_cmdline(other.pid, "sleep 60")
         _kill_stale(tmp_path / "stale.pid", "sleep")
         _kill_stale(tmp_path / "other.pid", "redis-server")  # not what the file claims: spared
 
-        stale.wait(5)
+        stale.wait(10)  # (psutil may have reaped it already: then the status reads 0)
         assert not psutil.pid_exists(stale.pid)
         assert other.poll() is None
         assert not (tmp_path / "stale.pid").exists()
     finally:
         other.kill()
         other.wait()
+
+
+def _wait_for_cmdline(pid: int, expected: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while " ".join(psutil.Process(pid).cmdline()) != expected:
+        assert time.monotonic() < deadline, psutil.Process(pid).cmdline()
+        time.sleep(0.01)
 
 
 def _start(var: Path, port: int) -> subprocess.Popen[bytes]:
