@@ -120,6 +120,49 @@ def open_account(
     return Account.objects.get(**key)
 
 
+@dataclass(frozen=True)
+class AccountKey:
+    owner: str
+    purpose: str
+    currency: str
+    reference: str = ""
+
+
+def open_accounts(keys: Sequence[AccountKey], *, now: dt.datetime) -> dict[AccountKey, int]:
+    """Many accounts at once (default flags), created where missing: key → account id. Two
+    statements whatever the count; idempotent like ``open_account``."""
+    unique = sorted(set(keys), key=lambda k: (k.owner, k.purpose, k.reference, k.currency))
+    for k in unique:
+        if k.purpose not in Purpose.values:
+            raise ValueError(f"unknown account purpose {k.purpose!r}")
+        exponent(k.currency)
+    if not unique:
+        return {}
+    columns: list[list[str] | list[int]] = [
+        [k.owner for k in unique],
+        [k.purpose for k in unique],
+        [k.reference for k in unique],
+        [k.currency for k in unique],
+        [int(DEFAULT_FLAGS.get(Purpose(k.purpose), AccountFlags.NONE)) for k in unique],
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO ledger_account (owner, purpose, reference, currency, flags, "
+            "debits_pending, debits_posted, credits_pending, credits_posted, created_at) "
+            "SELECT o, p, r, c, f, 0, 0, 0, 0, %s "
+            "FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::int[]) "
+            "AS t(o, p, r, c, f) ON CONFLICT DO NOTHING",
+            [now, *columns],
+        )
+        cursor.execute(
+            "SELECT a.id, a.owner, a.purpose, a.reference, a.currency FROM ledger_account a "
+            "JOIN unnest(%s::text[], %s::text[], %s::text[], %s::text[]) AS t(o, p, r, c) "
+            "ON a.owner = t.o AND a.purpose = t.p AND a.reference = t.r AND a.currency = t.c",
+            columns[:4],
+        )
+        return {AccountKey(o, p, c, r): pk for pk, o, p, r, c in cursor.fetchall()}
+
+
 # --------------------------------------------------------------------------- transfers
 
 _TOTALS = ("debits_pending", "debits_posted", "credits_pending", "credits_posted")

@@ -9,13 +9,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-from django.db.models import QuerySet
+from django.db.models import QuerySet, Sum
 
 from marketplace.compat import REASONS, Demand, Location, Supply, exclusion
 from marketplace.models import (
+    LIVE_LEASE_STATUSES,
     OPEN_ORDER_STATUSES,
     ApiKey,
     Invitation,
+    Lease,
     Market,
     Membership,
     Offer,
@@ -78,15 +80,14 @@ def api_keys_of(organization: Organization) -> QuerySet[ApiKey]:
 
 
 def supply_of(market: Market, *, now: dt.datetime) -> list[Supply]:
-    """Active offers of a market still open at ``now``, with their free units.
-
-    Free units are the offer's units; leases (a later release) will subtract what is leased.
-    """
+    """Active offers of a market still open at ``now``, with their free units then (the offer's
+    units minus those its live leases hold at ``now``)."""
     offers = (
         Offer.objects.filter(market=market, status=OfferStatus.ACTIVE, available_until__gt=now)
         .select_related("pool__site", "pool__device_model")
         .order_by("min_price", "pk")
     )
+    leased = leased_units(market, at=now)
     return [
         Supply(
             offer_id=offer.pk,
@@ -102,7 +103,7 @@ def supply_of(market: Market, *, now: dt.datetime) -> list[Supply]:
             pue=offer.pool.site.pue,
             renewable_share=offer.pool.site.renewable_share,
             verified=offer.pool.verified,
-            free_units=offer.units,
+            free_units=offer.units - leased.get(offer.pk, 0),
             min_price=offer.min_price,
             available_from=offer.available_from,
             available_until=offer.available_until,
@@ -111,6 +112,22 @@ def supply_of(market: Market, *, now: dt.datetime) -> list[Supply]:
         )
         for offer in offers
     ]
+
+
+def leased_units(market: Market, *, at: dt.datetime) -> dict[int, int]:
+    """Offer id → units its live leases hold at ``at``."""
+    rows = (
+        Lease.objects.filter(
+            market=market,
+            status__in=LIVE_LEASE_STATUSES,
+            starts_at__lte=at,
+            ends_at__gt=at,
+        )
+        .values("offer_id")
+        .annotate(units=Sum("units"))
+        .values_list("offer_id", "units")
+    )
+    return dict(rows)
 
 
 _DEMAND_FIELDS = (

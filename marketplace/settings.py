@@ -246,6 +246,11 @@ CELERY_BEAT_SCHEDULE = {
     "ledger-seal": {"task": "ledger.tasks.seal", "schedule": 1.0},
     "ledger-void-expired-holds": {"task": "ledger.tasks.void_expired_holds", "schedule": 10.0},
     "market-expiry": {"task": "marketplace.tasks.expire_orders_and_offers", "schedule": 10.0},
+    # Each market clears at its own interval; the task clears every slot that is due and not done.
+    "matching-clear-rounds": {
+        "task": "matching.tasks.clear_due_rounds",
+        "schedule": float(env.integer("MATCHING_TICK_SECONDS", 5)),
+    },
     "purge-idempotency-records": {
         "task": "marketplace.tasks.purge_idempotency_records",
         "schedule": crontab(minute=17),
@@ -257,6 +262,12 @@ HEARTBEAT_MAX_AGE_SECONDS = env.integer("HEARTBEAT_MAX_AGE_SECONDS", 90)
 
 # The reference precision of the standard compute unit: 1 SCU-hour = 1 PFLOP/s for one hour.
 SCU_PRECISION = env.string("SCU_PRECISION", "bf16")
+
+# --------------------------------------------------------------------------- matching
+
+# All-or-none and same-pool orders clear through a MIP; past this many seconds its best incumbent
+# is kept (European day-ahead practice).
+MATCHING_MIP_TIME_LIMIT = float(env.integer("MATCHING_MIP_TIME_LIMIT_SECONDS", 5))
 
 # --------------------------------------------------------------------------- ledger
 

@@ -16,6 +16,13 @@ from marketplace.models.accounts import (
     normalize_email,
 )
 from marketplace.models.catalog import DeviceKind, DeviceModel, Precision
+from marketplace.models.clearing import (
+    LIVE_LEASE_STATUSES,
+    ClearingRound,
+    Lease,
+    LeaseStatus,
+    RoundClass,
+)
 from marketplace.models.market import (
     OPEN_ORDER_STATUSES,
     Fill,
@@ -36,6 +43,11 @@ from marketplace.models.market import (
 )
 
 __all__ = [
+    "LIVE_LEASE_STATUSES",
+    "ClearingRound",
+    "Lease",
+    "LeaseStatus",
+    "RoundClass",
     "OPEN_ORDER_STATUSES",
     "ROLE_SCOPES",
     "ApiKey",

@@ -278,6 +278,9 @@ class Order(models.Model):
     hold_amount = models.BigIntegerField()
     hold_transfer_id = models.UUIDField(unique=True)
     cancel_requested_at = models.DateTimeField(null=True, blank=True)
+    # Why the last round that saw this order left it (partly) unfilled; see matching.engine.Reason.
+    unfilled_reason = models.CharField(max_length=32, blank=True)
+    last_round = models.BigIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     class Meta:

@@ -1,0 +1,150 @@
+"""What clearing rounds produce: the round with its certificate, one price row per class, and the
+leases (each lease is one fill: an order's units from one offer at the class price)."""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from ledger.models import AppendOnly
+from marketplace.models.accounts import Organization
+from marketplace.models.market import Market, Offer, Order, Pool
+
+
+class ClearingRound(AppendOnly):
+    """One cleared round of a market; written once, in the transaction that writes its leases and
+    ledger moves. ``number`` is the round's slot (delivery start ÷ round interval), so a repeated
+    task for the same slot finds the row and does nothing."""
+
+    market = models.ForeignKey(Market, on_delete=models.PROTECT, related_name="rounds")
+    number = models.BigIntegerField()
+    delivery_start = models.DateTimeField()
+    mechanism = models.CharField(max_length=8)
+    optimal = models.BooleanField(default=True)
+    inputs_digest = models.CharField(max_length=64)  # SHA-256 of the canonical book snapshot
+    result_digest = models.CharField(max_length=64)  # SHA-256 of the canonical clearing
+    orders = models.PositiveIntegerField()  # bids in the snapshot
+    offers = models.PositiveIntegerField()  # asks in the snapshot
+    volume_units = models.PositiveIntegerField()
+    volume_unit_hours = models.BigIntegerField()
+    # Gains from trade in the market's currency: per hour of delivery, and over the leases' hours.
+    welfare_per_hour = models.DecimalField(max_digits=20, decimal_places=6)
+    welfare = models.DecimalField(max_digits=24, decimal_places=6)
+    buyer_payments = models.BigIntegerField()  # minor units, Σ lease cost
+    seller_receipts = models.BigIntegerField()  # minor units, Σ lease cost (= buyer_payments)
+    certificate = models.JSONField(default=dict)  # {"violations": [...], "checks": {...}}
+    certificate_ok = models.BooleanField()
+    notes = models.JSONField(default=list, blank=True)
+    started_at = models.DateTimeField()
+    duration_ms = models.PositiveIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["market", "number"], name="round_number_unique"),
+            models.CheckConstraint(
+                condition=Q(buyer_payments=models.F("seller_receipts")),
+                name="round_budget_balanced",
+            ),
+        ]
+        ordering = ["-number"]
+
+    def __str__(self) -> str:
+        return f"{self.market.slug} round {self.number}"
+
+
+class RoundClass(AppendOnly):
+    """A class of identical supply in one round: its clearing price and volume (market data)."""
+
+    round = models.ForeignKey(ClearingRound, on_delete=models.PROTECT, related_name="classes")
+    key = models.CharField(max_length=64)
+    device_slug = models.CharField(max_length=64)
+    region = models.CharField(max_length=8)
+    country = models.CharField(max_length=2)
+    attributes = models.JSONField(default=dict)
+    scu_per_unit = models.DecimalField(max_digits=9, decimal_places=4)
+    price = models.DecimalField(max_digits=14, decimal_places=6, null=True)  # per unit-hour
+    price_low = models.DecimalField(max_digits=14, decimal_places=6, null=True)
+    price_high = models.DecimalField(max_digits=14, decimal_places=6, null=True)
+    offered_units = models.PositiveIntegerField()
+    units = models.PositiveIntegerField()
+    unit_hours = models.BigIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["round", "key"], name="round_class_unique"),
+        ]
+        indexes = [models.Index(fields=["device_slug", "region"], name="round_class_device")]
+
+    def __str__(self) -> str:
+        return f"{self.device_slug} {self.region} @ {self.price}"
+
+    @property
+    def price_per_scu(self) -> Decimal | None:
+        if self.price is None or not self.scu_per_unit:
+            return None
+        return (self.price / self.scu_per_unit).quantize(Decimal("0.000001"))
+
+
+class LeaseStatus(models.TextChoices):
+    SCHEDULED = "scheduled", _("Scheduled")
+    PROVISIONING = "provisioning", _("Provisioning")
+    ACTIVE = "active", _("Active")
+    COMPLETED = "completed", _("Completed")
+    CANCELLED = "cancelled", _("Cancelled")
+    RECLAIMED = "reclaimed", _("Reclaimed")
+    FAILED = "failed", _("Failed")
+
+
+LIVE_LEASE_STATUSES = (LeaseStatus.SCHEDULED, LeaseStatus.PROVISIONING, LeaseStatus.ACTIVE)
+
+
+class Lease(models.Model):
+    """A fill: ``units`` of one offer's pool for one order, for ``[starts_at, ends_at)`` at the
+    class price. The terms (price, units, window, cost) are frozen at creation."""
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    market = models.ForeignKey(Market, on_delete=models.PROTECT, related_name="leases")
+    round = models.ForeignKey(ClearingRound, on_delete=models.PROTECT, related_name="leases")
+    order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="leases")
+    offer = models.ForeignKey(Offer, on_delete=models.PROTECT, related_name="leases")
+    pool = models.ForeignKey(Pool, on_delete=models.PROTECT, related_name="leases")
+    buyer = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="+")
+    provider = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="+")
+    class_key = models.CharField(max_length=64)
+    units = models.PositiveIntegerField()
+    price = models.DecimalField(max_digits=14, decimal_places=6)  # per unit-hour
+    scu_per_unit = models.DecimalField(max_digits=9, decimal_places=4)
+    duration_hours = models.PositiveIntegerField()
+    starts_at = models.DateTimeField()
+    ends_at = models.DateTimeField()
+    cost = models.BigIntegerField()  # minor units: price × units × hours, rounded once
+    buyer_fee = models.BigIntegerField()  # minor units
+    escrow_transfer_id = models.UUIDField(unique=True)
+    status = models.CharField(
+        max_length=16, choices=LeaseStatus.choices, default=LeaseStatus.SCHEDULED
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["round", "order", "offer"], name="lease_fill_unique"),
+            models.CheckConstraint(condition=Q(units__gte=1), name="lease_units_positive"),
+            models.CheckConstraint(
+                condition=Q(ends_at__gt=models.F("starts_at")), name="lease_window"
+            ),
+            models.CheckConstraint(condition=Q(cost__gte=0, buyer_fee__gte=0), name="lease_money"),
+        ]
+        indexes = [
+            models.Index(fields=["offer", "ends_at"], name="lease_offer_end"),
+            models.Index(fields=["pool", "ends_at"], name="lease_pool_end"),
+            models.Index(fields=["buyer", "-created_at"], name="lease_buyer_recent"),
+            models.Index(fields=["provider", "-created_at"], name="lease_provider_recent"),
+        ]
+
+    def __str__(self) -> str:
+        return f"lease {self.public_id} ({self.units} × {self.pool_id})"

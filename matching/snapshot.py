@@ -1,0 +1,258 @@
+"""The book a round clears: open orders whose start window contains the delivery start, and every
+offer's free units then, turned into the engine's plain values.
+
+Rows are read ``FOR UPDATE`` in primary-key order, so an order or offer changed while the round runs
+waits for the round's transaction (and a change committed just before is simply in the snapshot).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+from collections import defaultdict
+from dataclasses import dataclass
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from typing import Any
+
+from marketplace.compat import Demand, Supply, exclusion
+from marketplace.models import (
+    OPEN_ORDER_STATUSES,
+    Market,
+    Offer,
+    Order,
+    QuantityKind,
+)
+from marketplace.models.market import Fill as FillPolicy
+from marketplace.models.market import Placement
+from marketplace.queries import demand_of, supply_of
+from matching.engine import SCU_SCALE, Ask, Bid, Book, Class
+
+HOUR = dt.timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class ClassInfo:
+    """What the round records about a class (market data)."""
+
+    key: str
+    device_slug: str
+    country: str
+    region: str
+    scu_per_unit: Decimal
+    attributes: dict[str, Any]
+
+
+@dataclass
+class Snapshot:
+    market: Market
+    delivery_start: dt.datetime
+    book: Book
+    orders: dict[str, Order]  # bid id → order
+    offers: dict[str, Offer]  # ask id → offer
+    classes: dict[str, ClassInfo]
+    digest: str
+
+
+def ticks_up(price: Decimal, tick: Decimal) -> int:
+    """An ask's minimum price in whole ticks, rounded up (never sells below its minimum)."""
+    return int((price / tick).to_integral_value(rounding=ROUND_CEILING))
+
+
+def ticks_down(price: Decimal, tick: Decimal) -> int:
+    """A bid's limit in whole ticks, rounded down (never pays above its limit)."""
+    return int((price / tick).to_integral_value(rounding=ROUND_FLOOR))
+
+
+def _class_of(supply: Supply, at: dt.datetime) -> tuple[str, ClassInfo, Supply]:
+    """Pools with identical attributes and lease limits form a class. The representative supply
+    stands for all of them in the compatibility check (its window starts at the delivery start)."""
+    hours_left = int((supply.available_until - at) / HOUR)
+    max_hours = min(supply.max_lease_hours, hours_left)
+    attributes: dict[str, Any] = {
+        "device": supply.device_slug,
+        "memory_gb": str(supply.memory_gb_per_unit),
+        "scu_per_unit": str(supply.scu_per_unit),
+        "country": supply.location.country,
+        "region": supply.location.region,
+        "city": supply.location.city,
+        "jurisdiction": supply.jurisdiction,
+        "pue": str(supply.pue),
+        "renewable_share": str(supply.renewable_share),
+        "verified": supply.verified,
+        "min_lease_hours": supply.min_lease_hours,
+        "max_lease_hours": max_hours,
+    }
+    key = hashlib.sha256(json.dumps(attributes, sort_keys=True).encode()).hexdigest()[:16]
+    representative = dataclasses.replace(
+        supply,
+        offer_id=0,
+        pool_id=0,
+        site_id=0,
+        free_units=1,
+        min_price=Decimal(0),
+        available_from=at,
+        available_until=at + max_hours * HOUR,
+        max_lease_hours=max_hours,
+    )
+    info = ClassInfo(
+        key=key,
+        device_slug=supply.device_slug,
+        country=supply.location.country,
+        region=supply.location.region,
+        scu_per_unit=supply.scu_per_unit,
+        attributes=attributes,
+    )
+    return key, info, representative
+
+
+def _signature(demand: Demand, order: Order) -> str:
+    parts = {
+        **{f.name: getattr(demand, f.name) for f in dataclasses.fields(demand)},
+        "device_slugs": sorted(demand.device_slugs),
+        "per": order.quantity_kind,
+    }
+    text = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def take(market: Market, *, delivery_start: dt.datetime) -> Snapshot:
+    """Lock and read the book of ``market`` for a round delivering from ``delivery_start``."""
+    at = delivery_start
+    tick = market.price_tick
+    offer_rows = {
+        o.pk: o
+        for o in Offer.objects.select_for_update(of=("self",))
+        .filter(market=market, pk__in=_offer_ids(market, at))
+        .select_related("pool__site")
+        .order_by("pk")
+    }
+    classes: dict[str, ClassInfo] = {}
+    representatives: dict[str, Supply] = {}
+    asks: list[Ask] = []
+    offers: dict[str, Offer] = {}
+    for supply in supply_of(market, now=at):
+        offer = offer_rows.get(supply.offer_id)
+        if offer is None or supply.free_units <= 0 or supply.available_from > at:
+            continue
+        key, info, representative = _class_of(supply, at)
+        if representative.max_lease_hours < representative.min_lease_hours:
+            continue  # no lease this offer allows fits in what is left of its window
+        classes.setdefault(key, info)
+        representatives.setdefault(key, representative)
+        ask_id = str(offer.public_id)
+        offers[ask_id] = offer
+        asks.append(
+            Ask(
+                id=ask_id,
+                cls=key,
+                pool=str(offer.pool.public_id),
+                units=supply.free_units,
+                price=ticks_up(supply.min_price, tick),
+                seq=offer.pk,
+            )
+        )
+
+    orders_qs = (
+        Order.objects.select_for_update(of=("self",))
+        .filter(
+            market=market,
+            status__in=OPEN_ORDER_STATUSES,
+            cancel_requested_at__isnull=True,
+            earliest_start__lte=at,
+            latest_start__gte=at,
+            expires_at__gt=at,
+        )
+        .order_by("pk")
+    )
+    orders = list(orders_qs)
+    slugs: dict[int, list[str]] = defaultdict(list)
+    through = Order.device_models.through.objects.filter(order__in=[o.pk for o in orders])
+    for order_id, slug in through.values_list("order_id", "devicemodel__slug"):
+        slugs[order_id].append(slug)
+    bids: list[Bid] = []
+    arcs: dict[str, list[str]] = {}
+    by_id: dict[str, Order] = {}
+    for order in orders:
+        demand = demand_of(order, sorted(slugs.get(order.pk, [])))
+        demand = dataclasses.replace(demand, earliest_start=at, latest_start=at)
+        signature = _signature(demand, order)
+        if signature not in arcs:
+            arcs[signature] = [
+                key for key, rep in representatives.items() if exclusion(demand, rep) is None
+            ]
+        bid = _bid(order, signature, tick)
+        if bid is None:
+            continue
+        bids.append(bid)
+        by_id[bid.id] = order
+    book = Book(
+        asks=tuple(asks),
+        bids=tuple(bids),
+        arcs=arcs,
+        classes={k: Class(k, scu=_scu(info.scu_per_unit)) for k, info in classes.items()},
+    )
+    return Snapshot(
+        market=market,
+        delivery_start=at,
+        book=book,
+        orders=by_id,
+        offers=offers,
+        classes=classes,
+        digest=digest(book, market=market, delivery_start=at),
+    )
+
+
+def _offer_ids(market: Market, at: dt.datetime) -> list[int]:
+    return list(
+        Offer.objects.filter(
+            market=market, status="active", available_from__lte=at, available_until__gt=at
+        ).values_list("pk", flat=True)
+    )
+
+
+def _scu(value: Decimal) -> int:
+    return int((value * SCU_SCALE).to_integral_value(rounding=ROUND_FLOOR))
+
+
+def remaining(order: Order) -> Decimal:
+    return order.quantity - order.filled_quantity
+
+
+def _bid(order: Order, signature: str, tick: Decimal) -> Bid | None:
+    left = remaining(order)
+    per_scu = order.quantity_kind == QuantityKind.SCU
+    scale = SCU_SCALE if per_scu else 1
+    quantity = int((left * scale).to_integral_value(rounding=ROUND_FLOOR))
+    min_fill = int((min(order.min_fill, left) * scale).to_integral_value(rounding=ROUND_CEILING))
+    price = ticks_down(order.limit_price, tick)
+    if quantity <= 0 or price <= 0:
+        return None
+    return Bid(
+        id=str(order.public_id),
+        signature=signature,
+        quantity=quantity,
+        price=price,
+        seq=order.pk,
+        hours=order.duration_hours,
+        per_scu=per_scu,
+        all_or_none=order.fill == FillPolicy.ALL_OR_NONE,
+        same_pool=order.placement == Placement.SAME_POOL,
+        min_fill=max(min_fill, 1),
+    )
+
+
+def digest(book: Book, *, market: Market, delivery_start: dt.datetime) -> str:
+    """SHA-256 of the canonical snapshot: what a regulator re-clears to check a round."""
+    canonical = {
+        "market": market.slug,
+        "delivery_start": delivery_start.isoformat(),
+        "tick": str(market.price_tick),
+        "asks": [dataclasses.astuple(a) for a in sorted(book.asks, key=lambda a: a.id)],
+        "bids": [dataclasses.astuple(b) for b in sorted(book.bids, key=lambda b: b.id)],
+        "arcs": {s: sorted(cs) for s, cs in sorted(book.arcs.items())},
+        "classes": {k: c.scu for k, c in sorted(book.classes.items())},
+    }
+    text = json.dumps(canonical, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
