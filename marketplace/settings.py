@@ -268,6 +268,9 @@ SCU_PRECISION = env.string("SCU_PRECISION", "bf16")
 # All-or-none and same-pool orders clear through a MIP; past this many seconds its best incumbent
 # is kept (European day-ahead practice).
 MATCHING_MIP_TIME_LIMIT = float(env.integer("MATCHING_MIP_TIME_LIMIT_SECONDS", 5))
+# Per-class McAfee trade reduction on top of the equilibrium (truthful for thin books, but it
+# drops each class's marginal trade).
+MATCHING_TRADE_REDUCTION = env.boolean("MATCHING_TRADE_REDUCTION", False)
 
 # --------------------------------------------------------------------------- ledger
 

@@ -131,6 +131,9 @@ class Clearing:
     volume_unit_hours: int
     optimal: bool = True  # False when the MIP stopped at its time limit with an incumbent
     notes: tuple[str, ...] = field(default=())
+    # Classes priced by McAfee trade reduction: truthful, not an equilibrium, so the certificate
+    # checks them for feasibility, individual rationality and balance only.
+    reduced: tuple[str, ...] = field(default=())
 
     def price_of(self, cls: str) -> int | None:
         for p in self.prices:
@@ -533,6 +536,7 @@ def _result(
     optimal: bool = True,
     notes: tuple[str, ...] = (),
     reasons: Mapping[str, Reason] | None = None,
+    reduced: tuple[str, ...] = (),
 ) -> Clearing:
     bids = {b.id: b for b in book.bids}
     asks = {a.id: a for a in book.asks}
@@ -575,6 +579,7 @@ def _result(
         volume_unit_hours=sum(hours_by_cls.values()),
         optimal=optimal,
         notes=notes,
+        reduced=reduced,
     )
 
 
@@ -657,6 +662,7 @@ def verify(book: Book, clearing: Clearing) -> list[str]:
             v.append(f"bid {b.id} filled {x} below its minimum {b.min_fill}")
         if b.same_pool and len(pools.get(b.id, ())) > 1:
             v.append(f"same-pool bid {b.id} uses {len(pools[b.id])} pools")
+    reduced = set(clearing.reduced)
     spare: dict[str, int] = defaultdict(int)
     for a in book.asks:
         y = sold.get(a.id, 0)
@@ -667,6 +673,8 @@ def verify(book: Book, clearing: Clearing) -> list[str]:
         if _is_block(b):
             continue  # European rule: a block may be rejected although profitable
         for key in book.arcs.get(b.signature, ()):
+            if key in reduced:
+                continue
             p, klass = prices.get(key), book.classes[key]
             if p is None or not spare.get(key):
                 continue
@@ -679,7 +687,7 @@ def verify(book: Book, clearing: Clearing) -> list[str]:
                 )
     for a in book.asks:
         p = prices.get(a.cls)
-        if p is None or sold.get(a.id, 0) >= a.units or a.price >= p:
+        if p is None or sold.get(a.id, 0) >= a.units or a.price >= p or a.cls in reduced:
             continue
         for b in book.bids:
             if _is_block(b) or a.cls not in book.arcs.get(b.signature, ()):

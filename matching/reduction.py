@@ -85,6 +85,7 @@ def trade_reduction(book: Book, clearing: Clearing) -> Clearing:
     high = {p.cls: p.high for p in clearing.prices if p.high is not None}
     reasons: dict[str, Reason] = dict(clearing.unfilled)
     notes = list(clearing.notes)
+    reduced: list[str] = []
     fills: list[Fill] = []
     for c in book.classes:
         in_cls = sorted(by_cls.get(c, ()), key=lambda f: (f.bid, f.ask))
@@ -107,11 +108,13 @@ def trade_reduction(book: Book, clearing: Clearing) -> Clearing:
             p0 = round((b_next + s_next) / 2)  # Fraction rounds half to even
             if s_k <= p0 <= b_k:
                 prices[c] = p0
+                reduced.append(c)
                 fills.extend(Fill(f.bid, f.ask, c, f.units, p0) for f in in_cls)
                 notes.append(f"trade reduction: class {c} keeps all units at {p0}")
                 continue
         price = _half_even_mid(s_k, b_k)
         prices[c] = price
+        reduced.append(c)
         kept = _drop_unit(in_cls, marginal_bid.id, marginal_ask.id)
         fills.extend(Fill(b, a, c, u, price) for (b, a), u in sorted(kept.items()))
         reasons[marginal_bid.id] = "trade_reduction"
@@ -134,6 +137,7 @@ def trade_reduction(book: Book, clearing: Clearing) -> Clearing:
         optimal=clearing.optimal,
         notes=tuple(notes),
         reasons=reasons,
+        reduced=tuple(reduced),
     )
 
 

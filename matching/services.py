@@ -89,7 +89,11 @@ def clear_round(*, market: Market, now: dt.datetime, number: int | None = None) 
             return Outcome(done, created=False)
         started = time.monotonic()
         snap = snapshot.take(market, delivery_start=slot_start(market, number))
-        clearing = engine.clear(snap.book, mip_time_limit=settings.MATCHING_MIP_TIME_LIMIT)
+        clearing = engine.clear(
+            snap.book,
+            mip_time_limit=settings.MATCHING_MIP_TIME_LIMIT,
+            trade_reduction=settings.MATCHING_TRADE_REDUCTION,
+        )
         violations = engine.verify(snap.book, clearing)
         cleared = _write(snap, clearing, violations, number=number, now=now, started=started)
     with transaction.atomic():
