@@ -222,7 +222,6 @@ def _run(model: _Model, *, time_limit: float | None) -> tuple[list[float], list[
     h = highspy.Highs()  # type: ignore[no-untyped-call]
     h.setOptionValue("output_flag", False)
     h.setOptionValue("presolve", "off")
-    h.setOptionValue("threads", 1)
     h.setOptionValue("random_seed", 0)
     if mip:
         h.setOptionValue("mip_rel_gap", 1e-9)

@@ -16,8 +16,8 @@ Money per filled order (all in the market's currency, minor units)
   of the old one is placed for the remaining quantity.
 - Each lease gets its share of the charge; the sub-unit remainders of the split go to the leases
   with the largest fractional parts (ties: lease order), so Σ lease costs = the order's charge and
-  every buyer payment equals a seller receipt to the minor unit. Its cost and fee move from the
-  order hold into the lease's own escrow account, from which settlement pays the provider.
+  every buyer payment equals a seller receipt to the minor unit. The charge stays posted in the
+  order's hold account (reference ``order:<id>``), from which settlement pays each lease's provider.
 """
 
 from __future__ import annotations
@@ -274,11 +274,15 @@ def _write(
             for p in clearing.prices
         ]
     )
-    leases = _create_leases(rnd, drafts)
-    _move_money(rnd, plans, leases, now=now)
+    _create_leases(rnd, drafts)
+    _move_money(rnd, plans, now=now)
     _update_orders(rnd, snap, clearing, plans, now=now)
     _update_offers({d.offer.pk: d.offer for d in drafts}, now=now, number=number)
     return rnd
+
+
+def charge_transfer_id(rnd: ClearingRound, order: Order) -> uuid.UUID:
+    return uuid.uuid5(NAMESPACE, f"post:{rnd.market_id}:{rnd.number}:{order.public_id}")
 
 
 def _create_leases(rnd: ClearingRound, drafts: Sequence[_LeaseDraft]) -> dict[uuid.UUID, Lease]:
@@ -302,7 +306,7 @@ def _create_leases(rnd: ClearingRound, drafts: Sequence[_LeaseDraft]) -> dict[uu
             ends_at=start + dt.timedelta(hours=d.order.duration_hours),
             cost=d.cost,
             buyer_fee=d.fee,
-            escrow_transfer_id=uuid.uuid5(NAMESPACE, f"escrow:{d.public_id}"),
+            charge_transfer_id=charge_transfer_id(rnd, d.order),
             created_at=rnd.started_at,
         )
         for d in drafts
@@ -314,13 +318,11 @@ def _create_leases(rnd: ClearingRound, drafts: Sequence[_LeaseDraft]) -> dict[uu
 def _move_money(
     rnd: ClearingRound,
     plans: dict[str, _OrderPlan],
-    leases: dict[uuid.UUID, Lease],
     *,
     now: dt.datetime,
 ) -> None:
-    """Per filled order: post its hold for the charge (the rest returns to the wallet), move each
-    lease's cost and fee into the lease's escrow, and hold what is left for the remaining
-    quantity. One ledger batch; any refusal aborts the round."""
+    """Per filled order: post its hold for the charge (the rest returns to the wallet) and hold
+    what is left for the remaining quantity. One ledger batch; any refusal aborts the round."""
     currency = rnd.market.currency
     keys: list[ledger.AccountKey] = []
     for plan in plans.values():
@@ -328,10 +330,6 @@ def _move_money(
         reference = f"order:{plan.order.public_id}"
         keys.append(ledger.AccountKey(owner, Purpose.WALLET, currency))
         keys.append(ledger.AccountKey(owner, Purpose.ORDER_HOLD, currency, reference))
-        keys += [
-            ledger.AccountKey(owner, Purpose.LEASE_ESCROW, currency, f"lease:{d.public_id}")
-            for d in plan.leases
-        ]
     accounts = ledger.open_accounts(keys, now=now)
     transfers: list[ledger.NewTransfer] = []
     for bid_id, plan in plans.items():
@@ -354,28 +352,13 @@ def _move_money(
             )
         transfers.append(
             ledger.NewTransfer(
-                id=uuid.uuid5(NAMESPACE, f"post:{rnd.pk}:{bid_id}"),
+                id=charge_transfer_id(rnd, order),
                 kind=Kind.POST if plan.charge else Kind.VOID,
                 pending_id=order.hold_transfer_id,
                 amount=min(plan.charge, order.hold_amount) if plan.charge else None,
                 metadata=meta,
             )
         )
-        for d in plan.leases:
-            if d.cost + d.fee == 0:
-                continue
-            escrow = accounts[
-                ledger.AccountKey(owner, Purpose.LEASE_ESCROW, currency, f"lease:{d.public_id}")
-            ]
-            transfers.append(
-                ledger.NewTransfer(
-                    id=leases[d.public_id].escrow_transfer_id,
-                    debit_account_id=hold,
-                    credit_account_id=escrow,
-                    amount=d.cost + d.fee,
-                    metadata={**meta, "lease": str(d.public_id), "cost": d.cost, "fee": d.fee},
-                )
-            )
         if plan.stays_open:
             transfers.append(
                 ledger.NewTransfer(
@@ -392,6 +375,16 @@ def _move_money(
     failed = [(t.id, r) for t, r in zip(transfers, results, strict=True) if r != ledger.Result.OK]
     if failed:
         raise RuntimeError(f"round {rnd.number}: the ledger refused {failed[:5]}")
+
+
+UPDATE_ORDERS_SQL = """
+UPDATE marketplace_order AS o SET last_round = t.last_round, unfilled_reason = t.reason,
+    filled_quantity = t.filled, status = t.status, hold_transfer_id = t.hold_id,
+    hold_amount = t.hold_amount
+FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::numeric[], %s::text[], %s::uuid[],
+            %s::bigint[]) AS t(id, last_round, reason, filled, status, hold_id, hold_amount)
+WHERE o.id = t.id
+"""
 
 
 def _update_orders(
@@ -436,18 +429,20 @@ def _update_orders(
                 },
             )
         )
-    Order.objects.bulk_update(
-        list(snap.orders.values()),
-        [
-            "last_round",
-            "unfilled_reason",
-            "filled_quantity",
-            "status",
-            "hold_transfer_id",
-            "hold_amount",
-        ],
-        batch_size=2000,
-    )
+    orders = list(snap.orders.values())
+    with connection.cursor() as cursor:  # one statement: bulk_update's CASE chains are quadratic
+        cursor.execute(
+            UPDATE_ORDERS_SQL,
+            [
+                [o.pk for o in orders],
+                [o.last_round for o in orders],
+                [o.unfilled_reason for o in orders],
+                [o.filled_quantity for o in orders],
+                [o.status for o in orders],
+                [o.hold_transfer_id for o in orders],
+                [o.hold_amount for o in orders],
+            ],
+        )
     OrderEvent.objects.bulk_create(events, batch_size=2000)
 
 

@@ -125,7 +125,7 @@ def take(market: Market, *, delivery_start: dt.datetime) -> Snapshot:
         o.pk: o
         for o in Offer.objects.select_for_update(of=("self",))
         .filter(market=market, pk__in=_offer_ids(market, at))
-        .select_related("pool__site")
+        .select_related("pool__site", "pool__device_model")
         .order_by("pk")
     }
     classes: dict[str, ClassInfo] = {}
@@ -156,6 +156,7 @@ def take(market: Market, *, delivery_start: dt.datetime) -> Snapshot:
 
     orders_qs = (
         Order.objects.select_for_update(of=("self",))
+        .select_related("organization")
         .filter(
             market=market,
             status__in=OPEN_ORDER_STATUSES,

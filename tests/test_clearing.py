@@ -131,10 +131,16 @@ def test_an_offer_and_an_order_become_a_lease_with_exact_ledger_moves(
         Decimal(4),
         "",
     )
-    # The hold became the charge; the rest went back to the wallet; the lease's escrow has it.
+    # The hold became the charge (kept in the order's hold account until settlement pays it out);
+    # the rest went back to the wallet.
     assert balance(buyer_org, "wallet") == (1_000_000 - 323_200, 0)
-    assert balance(buyer_org, "order_hold", f"order:{order.public_id}") == (0, 0)
-    assert balance(buyer_org, "lease_escrow", f"lease:{lease.public_id}") == (323_200, 0)
+    assert balance(buyer_org, "order_hold", f"order:{order.public_id}") == (323_200, 0)
+    charge = Transfer.objects.get(id=lease.charge_transfer_id)
+    assert (charge.kind, charge.amount, charge.pending_id) == (
+        "post",
+        323_200,
+        order.hold_transfer_id,
+    )
     assert list(order.events.order_by("pk").values_list("kind", flat=True)) == [
         "placed",
         "filled",

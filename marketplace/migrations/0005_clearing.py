@@ -88,7 +88,7 @@ class Migration(migrations.Migration):
                 ("ends_at", models.DateTimeField()),
                 ("cost", models.BigIntegerField()),
                 ("buyer_fee", models.BigIntegerField()),
-                ("escrow_transfer_id", models.UUIDField(unique=True)),
+                ("charge_transfer_id", models.UUIDField(db_index=True)),
                 (
                     "status",
                     models.CharField(

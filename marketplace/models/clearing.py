@@ -124,7 +124,10 @@ class Lease(models.Model):
     ends_at = models.DateTimeField()
     cost = models.BigIntegerField()  # minor units: price × units × hours, rounded once
     buyer_fee = models.BigIntegerField()  # minor units
-    escrow_transfer_id = models.UUIDField(unique=True)
+    # The ledger transfer that captured this lease's order hold for its charge (one per order and
+    # round, shared by the order's leases of that round). The charge stays in the order's hold
+    # account until settlement pays it out lease by lease.
+    charge_transfer_id = models.UUIDField(db_index=True)
     status = models.CharField(
         max_length=16, choices=LeaseStatus.choices, default=LeaseStatus.SCHEDULED
     )
