@@ -264,17 +264,19 @@ def _clear_flow(book: Book) -> Clearing:
     ask_fill = _ration(asks, key=lambda a: a.cls, totals=cls_total, qty=_ask_qty)
     low, high = _equilibrium_bounds(book, bid_fill, ask_fill, flow_gc)
     prices: dict[str, int] = {}
+    rounded = False  # an exact midpoint is an average of two equilibria, hence one itself
     for c in cls_keys:
         lo, hi = low.get(c), high.get(c)
         if lo is not None and hi is not None:
             prices[c] = _half_even_mid(lo, hi)
+            rounded |= (lo + hi) % 2 == 1
         elif hi is not None:
             prices[c] = hi
         elif lo is not None:
             prices[c] = lo
     fills = _disaggregate(book, bid_fill, ask_fill, flow_gc, prices)
     clearing = _result(book, "flow", fills, prices, bid_fill, low=low, high=high)
-    if verify(book, clearing):
+    if rounded and _verify(book, clearing):
         fallback = {c: low.get(c, p) for c, p in prices.items()}
         fills = [Fill(f.bid, f.ask, f.cls, f.units, fallback[f.cls]) for f in fills]
         clearing = _result(
@@ -449,10 +451,10 @@ def _disaggregate(
     prices: Mapping[str, int],
 ) -> list[Fill]:
     """Turn per-bid, per-arc and per-ask totals into fills (bid, ask, units), deterministically:
-    a signature's bids take its classes cheapest first, in time priority; a class's inflow takes its
-    asks in (price, time, id) order."""
+    a signature's bids take its classes cheapest first, in time priority; a class's inflow takes
+    its asks in (price, time, id) order."""
     by_sig: dict[str, list[Bid]] = defaultdict(list)
-    for b in sorted(book.bids, key=lambda b: (b.seq, b.id)):
+    for b in sorted(book.bids, key=lambda b: (b.seq, b.id)):  # time priority
         if bid_fill.get(b.id, 0):
             by_sig[b.signature].append(b)
     by_cls: dict[str, list[Ask]] = defaultdict(list)
@@ -507,7 +509,7 @@ def _merged(fills: Iterable[Fill]) -> list[Fill]:
     total: dict[tuple[str, str, str, int], int] = defaultdict(int)
     for f in fills:
         total[(f.bid, f.ask, f.cls, f.price)] += f.units
-    return [Fill(b, a, c, u, p) for (b, a, c, p), u in sorted(total.items())]
+    return [Fill(b, a, c, u, p) for (b, a, c, p), u in total.items()]  # _result sorts
 
 
 # --------------------------------------------------------------------------------------------
@@ -623,9 +625,14 @@ def verify(book: Book, clearing: Clearing) -> list[str]:
     6. buyers pay exactly what sellers receive (one price per fill; money rounding happens once per
        fill, the same amount on both sides).
     """
-    book = _normalized(book)
+    return _verify(_normalized(book), clearing)
+
+
+def _verify(book: Book, clearing: Clearing) -> list[str]:
+    """``verify`` on a book already normalized."""
     bids = {b.id: b for b in book.bids}
     asks = {a.id: a for a in book.asks}
+    accepts = {s: set(cs) for s, cs in book.arcs.items()}
     prices = {p.cls: p.price for p in clearing.prices}
     v: list[str] = []
     got: dict[str, int] = defaultdict(int)
@@ -638,7 +645,7 @@ def verify(book: Book, clearing: Clearing) -> list[str]:
             continue
         if f.units <= 0:
             v.append(f"fill {f.bid}/{f.ask}: {f.units} units")
-        if f.cls not in book.arcs.get(b.signature, ()):
+        if f.cls not in accepts.get(b.signature, ()):
             v.append(f"bid {b.id} does not accept class {f.cls}")
         if a.cls != f.cls:
             v.append(f"ask {a.id} is not in class {f.cls}")
@@ -669,34 +676,70 @@ def verify(book: Book, clearing: Clearing) -> list[str]:
         if y > a.units:
             v.append(f"ask {a.id} over-sold: {y} > {a.units}")
         spare[a.cls] += max(0, a.units - y)
-    for b in book.bids:
+    # 4 and 5 per signature rather than per bid × class: a unit bid's value is the same in every
+    # class, so per signature the cheapest spare class (4) and the hungriest bid with room (5) do.
+    spare_price: dict[str, tuple[int, str]] = {}  # signature → (cheapest price with spare, class)
+    for sig, accepted in book.arcs.items():
+        options = [
+            (p, c)
+            for c in accepted
+            if c not in reduced and spare.get(c) and (p := prices.get(c)) is not None
+        ]
+        if options:
+            spare_price[sig] = min(options)
+    hungriest: dict[str, Bid] = {}  # signature → the highest unit bid with a unit of room
+    scu_with_room: list[Bid] = []
+    for b in book.bids:  # sorted by price, highest first
         if _is_block(b):
             continue  # European rule: a block may be rejected although profitable
+        left = b.quantity - got.get(b.id, 0)
+        if b.per_scu:
+            if left > 0:
+                scu_with_room.append(b)
+            continue
+        if left < 1:
+            continue
+        hungriest.setdefault(b.signature, b)
+        cheapest = spare_price.get(b.signature)
+        if cheapest is not None and b.price > cheapest[0]:
+            v.append(
+                f"bid {b.id} values {cheapest[1]} at {b.price}/1 above its price {cheapest[0]} "
+                "and is unfilled"
+            )
+
+    def wanting(b: Bid, key: str, p: int) -> bool:
+        klass = book.classes[key]
+        num, den = unit_value(b, klass)
+        return num >= p * den and b.quantity - got.get(b.id, 0) >= bid_units(b, 1, klass)
+
+    for b in scu_with_room:
         for key in book.arcs.get(b.signature, ()):
-            if key in reduced:
+            p = prices.get(key)
+            if p is None or not spare.get(key) or key in reduced:
                 continue
-            p, klass = prices.get(key), book.classes[key]
-            if p is None or not spare.get(key):
-                continue
-            if b.quantity - got.get(b.id, 0) < bid_units(b, 1, klass):
-                continue  # less than one unit of this class left to fill
-            num, den = unit_value(b, klass)
-            if num > p * den:
+            num, den = unit_value(b, book.classes[key])
+            if num > p * den and wanting(b, key, p):
                 v.append(
                     f"bid {b.id} values {key} at {num}/{den} above its price {p} and is unfilled"
                 )
+    accepting: dict[str, list[str]] = defaultdict(list)
+    for sig, accepted in book.arcs.items():
+        for key in accepted:
+            accepting[key].append(sig)
     for a in book.asks:
         p = prices.get(a.cls)
         if p is None or sold.get(a.id, 0) >= a.units or a.price >= p or a.cls in reduced:
             continue
-        for b in book.bids:
-            if _is_block(b) or a.cls not in book.arcs.get(b.signature, ()):
-                continue
-            cls = book.classes[a.cls]
-            num, den = unit_value(b, cls)
-            if num >= p * den and b.quantity - got.get(b.id, 0) >= bid_units(b, 1, cls):
-                v.append(f"ask {a.id} at {a.price} unsold below {p} while bid {b.id} wants more")
-                break
+        keen = [
+            h for sig in accepting.get(a.cls, ()) if (h := hungriest.get(sig)) and h.price >= p
+        ] + [
+            b
+            for b in scu_with_room
+            if a.cls in book.arcs.get(b.signature, ()) and wanting(b, a.cls, p)
+        ]
+        if keen:
+            first = min(keen, key=lambda b: (-b.price, b.seq, b.id))
+            v.append(f"ask {a.id} at {a.price} unsold below {p} while bid {first.id} wants more")
     return v
 
 
