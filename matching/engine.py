@@ -483,7 +483,7 @@ def _disaggregate(
     fills: list[Fill] = []
     for c, chunk in sorted(pieces.items()):
         fills += pair(c, prices[c], chunk, [(a, ask_fill[a.id]) for a in by_cls[c]])
-    return _merged(fills)
+    return fills  # a bid meets each ask of a class at most once: nothing to merge
 
 
 def pair(
@@ -619,7 +619,8 @@ def verify(book: Book, clearing: Clearing) -> list[str]:
     2. no bid gets more than its quantity, no ask sells more than its units; all-or-none bids get
        all or nothing, minimum fills are met, same-pool bids use one pool;
     3. every filled bid's value ≥ its class price; every filled ask ≤ its class price;
-    4. no divisible bid with room values a compatible class with spare units above its price;
+    4. no divisible bid with room values a compatible class with spare units above its price
+       (values on the tick grid: an SCU bid's value per unit is rounded down to a whole tick);
     5. no unfilled ask is below its class price while a compatible divisible bid with room values
        the class at or above that price;
     6. buyers pay exactly what sellers receive (one price per fill; money rounding happens once per
@@ -718,7 +719,8 @@ def _verify(book: Book, clearing: Clearing) -> list[str]:
             if p is None or not spare.get(key) or key in reduced:
                 continue
             num, den = unit_value(b, book.classes[key])
-            if num > p * den and wanting(b, key, p):
+            # On the tick grid: a unit worth 1.25 ticks does not envy a price of 1 tick.
+            if num // den > p and wanting(b, key, p):
                 v.append(
                     f"bid {b.id} values {key} at {num}/{den} above its price {p} and is unfilled"
                 )

@@ -387,6 +387,7 @@ def _allocate(
                 for c, take in taken:
                     room[c] -= take
                     pieces[c].append((b, take))
+    _top_up(book, pieces, direct, prices)
     # Asks: what each class sells, rationed over its asks after the same-pool draws.
     left = {a.id: a.units for a in book.asks}
     fills: list[Fill] = []
@@ -402,6 +403,47 @@ def _allocate(
         sells = [(a, sold[a.id]) for a in remaining if a.cls == c and sold.get(a.id, 0)]
         fills += pair(c, prices.get(c, 0), chunk, sells)
     return _merged(fills)
+
+
+def _top_up(
+    book: Book,
+    pieces: dict[str, list[tuple[Bid, int]]],
+    direct: Sequence[tuple[Bid, Ask, int]],
+    prices: Mapping[str, int],
+) -> None:
+    """Rounding fractional units down can strand a unit that a divisible bid wants at the class
+    price: hand such units out, best bid first ((price, time, id)), cheapest class first."""
+    classes = book.classes
+    cheap: dict[str, int] = defaultdict(int)  # units of asks at or below the class price
+    for a in book.asks:
+        p = prices.get(a.cls)
+        if p is not None and a.price <= p:
+            cheap[a.cls] += a.units
+    for c, chunk in pieces.items():
+        cheap[c] -= sum(u for _, u in chunk)
+    for _, a, units in direct:
+        cheap[a.cls] -= units
+    got: dict[str, int] = defaultdict(int)
+    for c, chunk in pieces.items():
+        for b, u in chunk:
+            got[b.id] += u * (classes[c].scu if b.per_scu else 1)
+    for b in book.bids:  # sorted (price, time, id)
+        if _is_block(b):
+            continue
+        options = sorted(
+            (c for c in book.arcs.get(b.signature, ()) if cheap.get(c, 0) > 0 and c in prices),
+            key=lambda c: (prices[c] / (classes[c].scu if b.per_scu else 1), c),
+        )
+        for c in options:
+            num, den = unit_value(b, classes[c])
+            if num // den < prices[c]:
+                continue
+            w = classes[c].scu if b.per_scu else 1
+            take = min(cheap[c], (b.quantity - got[b.id]) // w)
+            if take > 0:
+                pieces[c].append((b, take))
+                cheap[c] -= take
+                got[b.id] += take * w
 
 
 def _repair_prices(book: Book, fills: Sequence[Fill], prices: dict[str, int]) -> dict[str, int]:
