@@ -44,7 +44,6 @@ from marketplace.models import (
     Offer,
     OfferEvent,
     OfferStatus,
-    Order,
     OrderEvent,
     OrderStatus,
     QuantityKind,
@@ -54,7 +53,6 @@ from marketplace.services.market import (
     BP,
     HOLD_GRACE,
     apply_requested_cancels,
-    ledger_owner,
     market_lock_id,
 )
 from matching import engine, snapshot
@@ -116,7 +114,7 @@ def clear_due_rounds(*, now: dt.datetime) -> list[Outcome]:
 
 @dataclass
 class _LeaseDraft:
-    order: Order
+    order: snapshot.BookOrder
     offer: Offer
     fill: engine.Fill
     price: Decimal
@@ -130,7 +128,7 @@ class _LeaseDraft:
 class _OrderPlan:
     """What a round does to one filled order."""
 
-    order: Order
+    order: snapshot.BookOrder
     leases: list[_LeaseDraft]
     charge: int  # Σ cost + fee
     filled: Decimal  # quantity filled this round (units or SCU)
@@ -281,7 +279,7 @@ def _write(
     return rnd
 
 
-def charge_transfer_id(rnd: ClearingRound, order: Order) -> uuid.UUID:
+def charge_transfer_id(rnd: ClearingRound, order: snapshot.BookOrder) -> uuid.UUID:
     return uuid.uuid5(NAMESPACE, f"post:{rnd.market_id}:{rnd.number}:{order.public_id}")
 
 
@@ -292,7 +290,7 @@ def _create_leases(rnd: ClearingRound, drafts: Sequence[_LeaseDraft]) -> dict[uu
             public_id=d.public_id,
             market=rnd.market,
             round=rnd,
-            order=d.order,
+            order_id=d.order.pk,
             offer=d.offer,
             pool_id=d.offer.pool_id,
             buyer_id=d.order.organization_id,
@@ -326,7 +324,7 @@ def _move_money(
     currency = rnd.market.currency
     keys: list[ledger.AccountKey] = []
     for plan in plans.values():
-        owner = ledger_owner(plan.order.organization)
+        owner = plan.order.owner
         reference = f"order:{plan.order.public_id}"
         keys.append(ledger.AccountKey(owner, Purpose.WALLET, currency))
         keys.append(ledger.AccountKey(owner, Purpose.ORDER_HOLD, currency, reference))
@@ -334,7 +332,7 @@ def _move_money(
     transfers: list[ledger.NewTransfer] = []
     for bid_id, plan in plans.items():
         order = plan.order
-        owner = ledger_owner(order.organization)
+        owner = order.owner
         wallet = accounts[ledger.AccountKey(owner, Purpose.WALLET, currency)]
         hold = accounts[
             ledger.AccountKey(owner, Purpose.ORDER_HOLD, currency, f"order:{order.public_id}")
@@ -415,7 +413,7 @@ def _update_orders(
             order.unfilled_reason = ""
         events.append(
             OrderEvent(
-                order=order,
+                order_id=order.pk,
                 kind=order.status,
                 status=order.status,
                 actor="system:matcher",

@@ -11,22 +11,25 @@ import dataclasses
 import datetime as dt
 import hashlib
 import json
+import uuid
 from collections import defaultdict
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Any
 
-from marketplace.compat import Demand, Supply, exclusion
+from marketplace.compat import Demand, Location, Supply, exclusion
 from marketplace.models import (
     OPEN_ORDER_STATUSES,
     Market,
     Offer,
     Order,
+    Organization,
     QuantityKind,
 )
 from marketplace.models.market import Fill as FillPolicy
 from marketplace.models.market import Placement
-from marketplace.queries import demand_of, supply_of
+from marketplace.queries import supply_of
+from marketplace.services.market import ledger_owner
 from matching.engine import SCU_SCALE, Ask, Bid, Book, Class
 
 HOUR = dt.timedelta(hours=1)
@@ -44,12 +47,71 @@ class ClassInfo:
     attributes: dict[str, Any]
 
 
+@dataclass(slots=True)
+class BookOrder:
+    """The columns of an order a round reads and writes (the snapshot locks its row)."""
+
+    owner: str  # the ledger owner of its organization
+    pk: int
+    public_id: uuid.UUID
+    organization_id: int
+    quantity_kind: str
+    quantity: Decimal
+    filled_quantity: Decimal
+    limit_price: Decimal
+    duration_hours: int
+    fill: str
+    placement: str
+    min_fill: Decimal
+    hold_amount: int
+    hold_transfer_id: uuid.UUID
+    expires_at: dt.datetime
+    status: str
+    last_round: int | None = None
+    unfilled_reason: str = ""
+
+
+BOOK_ORDER_FIELDS = (
+    "pk",
+    "public_id",
+    "organization_id",
+    "quantity_kind",
+    "quantity",
+    "filled_quantity",
+    "limit_price",
+    "duration_hours",
+    "fill",
+    "placement",
+    "min_fill",
+    "hold_amount",
+    "hold_transfer_id",
+    "expires_at",
+    "status",
+)
+# What makes two orders' compatibility identical (with the device list and the quantity kind).
+CONSTRAINT_FIELDS = (
+    "min_memory_gb",
+    "min_scu_per_unit",
+    "allowed_regions",
+    "allowed_jurisdictions",
+    "buyer_country",
+    "buyer_region",
+    "buyer_city",
+    "max_latency_tier",
+    "min_renewable_share",
+    "max_pue",
+    "verified_only",
+)
+DEMAND_FIELDS = ("duration_hours", *CONSTRAINT_FIELDS)
+ROW_FIELDS = (*BOOK_ORDER_FIELDS, *DEMAND_FIELDS)
+
+
 @dataclass
 class Snapshot:
     market: Market
     delivery_start: dt.datetime
     book: Book
-    orders: dict[str, Order]  # bid id → order
+    orders: dict[str, BookOrder]  # bid id → order
     offers: dict[str, Offer]  # ask id → offer
     classes: dict[str, ClassInfo]
     digest: str
@@ -107,11 +169,25 @@ def _class_of(supply: Supply, at: dt.datetime) -> tuple[str, ClassInfo, Supply]:
     return key, info, representative
 
 
-def _signature(demand: Demand, order: Order) -> str:
+def _demand(devices: tuple[str, ...], values: dict[str, Any], at: dt.datetime) -> Demand:
+    """The constraints of an order as the compatibility check reads them, starting at ``at``."""
+    country = values.pop("buyer_country")
+    region, city = values.pop("buyer_region"), values.pop("buyer_city")
+    return Demand(
+        device_slugs=devices,
+        duration_hours=values.pop("duration_hours"),
+        earliest_start=at,
+        latest_start=at,
+        location=Location(country, region, city) if country else None,
+        **values,
+    )
+
+
+def _signature(demand: Demand, quantity_kind: str) -> str:
     parts = {
         **{f.name: getattr(demand, f.name) for f in dataclasses.fields(demand)},
         "device_slugs": sorted(demand.device_slugs),
-        "per": order.quantity_kind,
+        "per": quantity_kind,
     }
     text = json.dumps(parts, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -154,34 +230,44 @@ def take(market: Market, *, delivery_start: dt.datetime) -> Snapshot:
             )
         )
 
-    orders_qs = (
-        Order.objects.select_for_update(of=("self",))
-        .select_related("organization")
-        .filter(
-            market=market,
-            status__in=OPEN_ORDER_STATUSES,
-            cancel_requested_at__isnull=True,
-            earliest_start__lte=at,
-            latest_start__gte=at,
-            expires_at__gt=at,
-        )
-        .order_by("pk")
+    open_orders = Order.objects.filter(
+        market=market,
+        status__in=OPEN_ORDER_STATUSES,
+        cancel_requested_at__isnull=True,
+        earliest_start__lte=at,
+        latest_start__gte=at,
+        expires_at__gt=at,
     )
-    orders = list(orders_qs)
+    # Plain rows, not model instances: a round may read 100,000 orders.
+    rows = list(open_orders.select_for_update(of=("self",)).order_by("pk").values_list(*ROW_FIELDS))
     slugs: dict[int, list[str]] = defaultdict(list)
-    through = Order.device_models.through.objects.filter(order__in=[o.pk for o in orders])
+    through = Order.device_models.through.objects.filter(order_id__in=open_orders.values("pk"))
     for order_id, slug in through.values_list("order_id", "devicemodel__slug"):
         slugs[order_id].append(slug)
+    owners = {
+        org.pk: ledger_owner(org)
+        for org in Organization.objects.filter(pk__in={row[2] for row in rows})
+    }
     bids: list[Bid] = []
     arcs: dict[str, list[str]] = {}
-    by_id: dict[str, Order] = {}
-    for order in orders:
-        demand = demand_of(order, sorted(slugs.get(order.pk, [])))
-        demand = dataclasses.replace(demand, earliest_start=at, latest_start=at)
-        signature = _signature(demand, order)
-        if signature not in arcs:
+    by_id: dict[str, BookOrder] = {}
+    signatures: dict[tuple[Any, ...], str] = {}
+    for row in rows:
+        order = BookOrder(owners[row[2]], *row[: len(BOOK_ORDER_FIELDS)])
+        devices = tuple(sorted(slugs.get(order.pk, ())))
+        tail = row[len(BOOK_ORDER_FIELDS) :]
+        constraints = (
+            devices,
+            order.quantity_kind,
+            *(tuple(v) if isinstance(v, list) else v for v in tail),
+        )
+        signature = signatures.get(constraints)
+        if signature is None:  # once per distinct set of constraints, not per order
+            demand = _demand(devices, dict(zip(DEMAND_FIELDS, tail, strict=True)), at)
+            signature = _signature(demand, order.quantity_kind)
+            signatures[constraints] = signature
             arcs[signature] = [
-                key for key, rep in representatives.items() if exclusion(demand, rep) is None
+                cls for cls, rep in representatives.items() if exclusion(demand, rep) is None
             ]
         bid = _bid(order, signature, tick)
         if bid is None:
@@ -217,12 +303,8 @@ def _scu(value: Decimal) -> int:
     return int((value * SCU_SCALE).to_integral_value(rounding=ROUND_FLOOR))
 
 
-def remaining(order: Order) -> Decimal:
-    return order.quantity - order.filled_quantity
-
-
-def _bid(order: Order, signature: str, tick: Decimal) -> Bid | None:
-    left = remaining(order)
+def _bid(order: BookOrder, signature: str, tick: Decimal) -> Bid | None:
+    left = order.quantity - order.filled_quantity
     per_scu = order.quantity_kind == QuantityKind.SCU
     scale = SCU_SCALE if per_scu else 1
     quantity = int((left * scale).to_integral_value(rounding=ROUND_FLOOR))
@@ -250,8 +332,22 @@ def digest(book: Book, *, market: Market, delivery_start: dt.datetime) -> str:
         "market": market.slug,
         "delivery_start": delivery_start.isoformat(),
         "tick": str(market.price_tick),
-        "asks": [dataclasses.astuple(a) for a in sorted(book.asks, key=lambda a: a.id)],
-        "bids": [dataclasses.astuple(b) for b in sorted(book.bids, key=lambda b: b.id)],
+        "asks": sorted((a.id, a.cls, a.pool, a.units, a.price, a.seq) for a in book.asks),
+        "bids": sorted(
+            (
+                b.id,
+                b.signature,
+                b.quantity,
+                b.price,
+                b.seq,
+                b.hours,
+                b.per_scu,
+                b.all_or_none,
+                b.same_pool,
+                b.min_fill,
+            )
+            for b in book.bids
+        ),
         "arcs": {s: sorted(cs) for s, cs in sorted(book.arcs.items())},
         "classes": {k: c.scu for k, c in sorted(book.classes.items())},
     }
