@@ -611,7 +611,10 @@ def _write(batch: _Batch, now: dt.datetime) -> None:
             for name, column in zip(("dp", "dpo", "cp", "cpo"), _TOTALS, strict=True)
         },
     }
-    with connection.cursor() as cursor:
+    # psycopg's own cursor binds on the server: Django's client-side quoting of these arrays
+    # costs more than the statement itself in large batches.
+    connection.ensure_connection()
+    with connection.wrap_database_errors, connection.connection.cursor() as cursor:
         cursor.execute(_WRITE_SQL, params)
 
 

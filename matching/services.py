@@ -26,12 +26,14 @@ import datetime as dt
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
+from psycopg.types.json import Jsonb
 
 from ledger import services as ledger
 from ledger.models import Kind, Purpose
@@ -40,6 +42,7 @@ from marketplace.models import (
     LIVE_LEASE_STATUSES,
     ClearingRound,
     Lease,
+    LeaseStatus,
     Market,
     Offer,
     OfferEvent,
@@ -283,34 +286,75 @@ def charge_transfer_id(rnd: ClearingRound, order: snapshot.BookOrder) -> uuid.UU
     return uuid.uuid5(NAMESPACE, f"post:{rnd.market_id}:{rnd.number}:{order.public_id}")
 
 
-def _create_leases(rnd: ClearingRound, drafts: Sequence[_LeaseDraft]) -> dict[uuid.UUID, Lease]:
+LEASE_COLUMNS = (
+    "public_id",
+    "market_id",
+    "round_id",
+    "order_id",
+    "offer_id",
+    "pool_id",
+    "buyer_id",
+    "provider_id",
+    "class_key",
+    "units",
+    "price",
+    "scu_per_unit",
+    "duration_hours",
+    "starts_at",
+    "ends_at",
+    "cost",
+    "buyer_fee",
+    "charge_transfer_id",
+    "status",
+    "created_at",
+)
+
+
+def _copy(table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    """Insert rows with COPY on the round's own connection and transaction (a round writes tens
+    of thousands of leases and events; INSERT with client-side quoting costs seconds)."""
+    connection.ensure_connection()
+    statement = f"COPY {table} ({', '.join(columns)}) FROM STDIN"
+    with (
+        connection.wrap_database_errors,
+        connection.connection.cursor() as cursor,
+        cursor.copy(statement) as copy,
+    ):
+        for row in rows:
+            copy.write_row(row)
+
+
+def _create_leases(rnd: ClearingRound, drafts: Sequence[_LeaseDraft]) -> None:
     start = rnd.delivery_start
-    leases = [
-        Lease(
-            public_id=d.public_id,
-            market=rnd.market,
-            round=rnd,
-            order_id=d.order.pk,
-            offer=d.offer,
-            pool_id=d.offer.pool_id,
-            buyer_id=d.order.organization_id,
-            provider_id=d.offer.pool.site.organization_id,
-            class_key=d.fill.cls,
-            units=d.fill.units,
-            price=d.price,
-            scu_per_unit=d.offer.pool.scu_per_unit,
-            duration_hours=d.order.duration_hours,
-            starts_at=start,
-            ends_at=start + dt.timedelta(hours=d.order.duration_hours),
-            cost=d.cost,
-            buyer_fee=d.fee,
-            charge_transfer_id=charge_transfer_id(rnd, d.order),
-            created_at=rnd.started_at,
-        )
-        for d in drafts
-    ]
-    Lease.objects.bulk_create(leases, batch_size=2000)
-    return {lease.public_id: lease for lease in leases}
+    _copy(
+        Lease._meta.db_table,
+        LEASE_COLUMNS,
+        (
+            (
+                d.public_id,
+                rnd.market_id,
+                rnd.pk,
+                d.order.pk,
+                d.offer.pk,
+                d.offer.pool_id,
+                d.order.organization_id,
+                d.offer.pool.site.organization_id,
+                d.fill.cls,
+                d.fill.units,
+                d.price,
+                d.offer.pool.scu_per_unit,
+                d.order.duration_hours,
+                start,
+                start + dt.timedelta(hours=d.order.duration_hours),
+                d.cost,
+                d.fee,
+                charge_transfer_id(rnd, d.order),
+                LeaseStatus.SCHEDULED.value,
+                rnd.started_at,
+            )
+            for d in drafts
+        ),
+    )
 
 
 def _move_money(
@@ -396,7 +440,7 @@ def _update_orders(
     """Every order in the snapshot records the round and why it is (partly) unfilled; filled ones
     get their new quantity, status and hold, and an event."""
     reasons = dict(clearing.unfilled)
-    events: list[OrderEvent] = []
+    events: list[tuple[Any, ...]] = []
     for bid_id, order in snap.orders.items():
         order.last_round = rnd.number
         order.unfilled_reason = reasons.get(bid_id, "")
@@ -412,23 +456,26 @@ def _update_orders(
             order.status = OrderStatus.FILLED
             order.unfilled_reason = ""
         events.append(
-            OrderEvent(
-                order_id=order.pk,
-                kind=order.status,
-                status=order.status,
-                actor="system:matcher",
-                at=now,
-                data={
-                    "round": rnd.number,
-                    "units": sum(d.fill.units for d in plan.leases),
-                    "filled": str(plan.filled),
-                    "charge": plan.charge,
-                    "leases": [str(d.public_id) for d in plan.leases],
-                },
+            (
+                order.pk,
+                order.status,
+                order.status,
+                "system:matcher",
+                now,
+                Jsonb(
+                    {
+                        "round": rnd.number,
+                        "units": sum(d.fill.units for d in plan.leases),
+                        "filled": str(plan.filled),
+                        "charge": plan.charge,
+                        "leases": [str(d.public_id) for d in plan.leases],
+                    }
+                ),
             )
         )
     orders = list(snap.orders.values())
-    with connection.cursor() as cursor:  # one statement: bulk_update's CASE chains are quadratic
+    # One statement (bulk_update's CASE chains grow with the batch), bound on the server.
+    with connection.wrap_database_errors, connection.connection.cursor() as cursor:
         cursor.execute(
             UPDATE_ORDERS_SQL,
             [
@@ -441,7 +488,7 @@ def _update_orders(
                 [o.hold_amount for o in orders],
             ],
         )
-    OrderEvent.objects.bulk_create(events, batch_size=2000)
+    _copy(OrderEvent._meta.db_table, ("order_id", "kind", "status", "actor", "at", "data"), events)
 
 
 EXHAUSTED_SQL = """
