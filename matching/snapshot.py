@@ -1,8 +1,9 @@
 """The book a round clears: open orders whose start window contains the delivery start, and every
 offer's free units then, turned into the engine's plain values.
 
-Rows are read ``FOR UPDATE`` in primary-key order, so an order or offer changed while the round runs
-waits for the round's transaction (and a change committed just before is simply in the snapshot).
+Offers are read ``FOR UPDATE`` in primary-key order, so an offer changed while the round runs waits
+for the round's transaction (a change committed just before is simply in the snapshot). Orders are
+changed only by services that take the market's lock first (cancel and expiry defer to the round).
 """
 
 from __future__ import annotations
@@ -238,8 +239,10 @@ def take(market: Market, *, delivery_start: dt.datetime) -> Snapshot:
         latest_start__gte=at,
         expires_at__gt=at,
     )
-    # Plain rows, not model instances: a round may read 100,000 orders.
-    rows = list(open_orders.select_for_update(of=("self",)).order_by("pk").values_list(*ROW_FIELDS))
+    # Plain rows, not model instances: a round may read 100,000 orders. Not locked FOR UPDATE
+    # (that would write every row): whatever changes an order (cancel, expiry) takes the
+    # market's lock first and, finding the round running, waits for it (see cancel_order).
+    rows = list(open_orders.order_by("pk").values_list(*ROW_FIELDS))
     slugs: dict[int, list[str]] = defaultdict(list)
     through = Order.device_models.through.objects.filter(order_id__in=open_orders.values("pk"))
     for order_id, slug in through.values_list("order_id", "devicemodel__slug"):
