@@ -2,8 +2,10 @@
 offers of 120 pools, then time ``matching.services.clear_round`` — snapshot, engine, certificate,
 round, classes, leases, ledger moves, order and offer updates, events, all in one transaction.
 
-    .venv/bin/python benchmarks/matching_round.py            # 100,000 orders
-    .venv/bin/python benchmarks/matching_round.py --quick    # or BENCH_QUICK=1: 10,000 orders
+    .venv/bin/python benchmarks/_matching_round.py           # 100,000 orders
+    .venv/bin/python benchmarks/_matching_round.py --quick   # or BENCH_QUICK=1: 10,000 orders
+
+``benchmarks/matching.py`` runs it and reports its figures as ``round_*``.
 
 Prints ``round_100k_s`` (or ``round_10k_s`` when quick) and where the time went.
 """
@@ -21,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _harness import django_stack, report  # noqa: E402
+from _harness import django_stack, report
 
 QUICK = "--quick" in sys.argv or os.environ.get("BENCH_QUICK") == "1"
 ORDERS = 10_000 if QUICK else 100_000
