@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
+NODE_STAMP := node_modules/.installed-stamp
 
 .PHONY: install run test lint bench messages clean-var
 
@@ -15,12 +16,18 @@ $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet --editable '.[dev]'
 	touch $(STAMP)
 
-install: $(STAMP)
+# Front-end libraries (package.json) from the npm registry, again whenever package.json changes.
+# .npmrc turns the lock file off, so no file here names a registry host.
+$(NODE_STAMP): package.json
+	npm install --no-audit --no-fund
+	touch $(NODE_STAMP)
 
-run: $(STAMP)
+install: $(STAMP) $(NODE_STAMP)
+
+run: $(STAMP) $(NODE_STAMP)
 	$(PY) -m marketplace.devstack run
 
-test: $(STAMP)
+test: $(STAMP) $(NODE_STAMP)
 	$(PY) -m pytest $(ARGS)
 
 lint: $(STAMP)
@@ -33,8 +40,8 @@ bench: $(STAMP)
 	$(PY) benchmarks/run.py $(NAME)
 
 messages: $(STAMP)
-	$(PY) manage.py makemessages --locale zh_Hans --locale en --ignore '.venv/*' --ignore 'var/*' --no-obsolete --no-location
-	$(PY) manage.py compilemessages --ignore '.venv/*'
+	$(PY) manage.py makemessages --locale zh_Hans --locale en --ignore '.venv/*' --ignore 'var/*' --ignore 'node_modules/*' --no-obsolete --no-location
+	$(PY) manage.py compilemessages --ignore '.venv/*' --ignore 'node_modules/*'
 
 clean-var:
 	$(PY) -m marketplace.devstack reset

@@ -157,7 +157,12 @@ USE_TZ = True
 TIME_ZONE = "UTC"
 
 STATIC_URL = "static/"
-STATICFILES_DIRS = [BASE_DIR / "static"]
+# Front-end libraries are npm dependencies (package.json; `make run`/`make test` install them) and
+# are served from node_modules under vendor/, never copied into the repository.
+STATICFILES_DIRS = [
+    BASE_DIR / "static",
+    ("vendor/chart.js", BASE_DIR / "node_modules" / "chart.js" / "dist"),
+]
 # Production serves collected files (`collectstatic`); development serves them from the finders.
 STATIC_ROOT = Path(env.string("STATIC_ROOT", str(BASE_DIR / "staticfiles"))) if PRODUCTION else None
 STORAGES = {

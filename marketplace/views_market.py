@@ -1,4 +1,4 @@
-"""The market portal: the public book, a buyer's orders, a provider's supply.
+"""The market portal: the public book and market data, a buyer's orders, a provider's supply.
 
 Thin function views like ``views.py``: each finds the acting organization (or the regulator's
 market-wide read access), validates with a form, calls one service or query and renders. Rules
@@ -28,11 +28,22 @@ from marketplace import queries, services
 from marketplace.access import Principal, principal_for_member
 from marketplace.errors import DomainError, NotFound
 from marketplace.forms import OfferForm, OrderFilterForm, OrderForm, PoolForm, SiteForm, attach
-from marketplace.models import Market, Membership, Offer, Order, Pool, Site
+from marketplace.models import (
+    ClearingRound,
+    Market,
+    Membership,
+    Offer,
+    Order,
+    Pool,
+    RoundClass,
+    Site,
+)
 from marketplace.services.market import OFFER_TRANSITIONS
 from marketplace.views import HtmxHttpRequest, _status
 
 PAGE_SIZE = 50
+ROUNDS_PAGE_SIZE = 20
+HISTORY_POINTS = 500  # the latest price changes the page charts
 SCU_PLACES = Decimal("0.0001")
 
 # What each reason code of ``marketplace.compat.exclusion`` means to a buyer.
@@ -52,6 +63,8 @@ EXCLUSION_LABELS = {
 }
 ORDER_EVENT_LABELS = {
     "placed": gettext_lazy("Placed"),
+    "filled": gettext_lazy("Filled"),
+    "partially_filled": gettext_lazy("Partially filled"),
     "cancel_requested": gettext_lazy("Cancel requested"),
     "cancelled": gettext_lazy("Cancelled"),
     "expired": gettext_lazy("Expired"),
@@ -134,24 +147,133 @@ def market_index(request: HtmxHttpRequest) -> HttpResponse:
     return redirect("market", slug=market.slug)
 
 
+@dataclass(frozen=True)
+class PriceRow:
+    cls: RoundClass
+    price: Decimal | None
+    price_per_scu: Decimal | None
+
+
+@dataclass(frozen=True)
+class RoundRow:
+    round: ClearingRound
+    payments: Money
+    violations: list[str]
+
+
+def _book_context(market: Market) -> dict[str, Any]:
+    """The live book and its depth chart (what changes with every order and offer)."""
+    now = timezone.now()
+    book = queries.order_book(market, now=now)
+    depth = {
+        "labels": {
+            "bids": _("Demand (bids)"),
+            "asks": _("Supply (asks)"),
+            "x": _("Price per unit-hour (%(currency)s)") % {"currency": market.currency},
+            "y": _("Cumulative units"),
+        },
+        "groups": [
+            {
+                "title": _("%(device)s · %(scu)s SCU per unit")
+                % {"device": d.device, "scu": d.scu_per_unit.quantize(SCU_PLACES)},
+                "bids": [[str(p.price), p.units] for p in d.bids],
+                "asks": [[str(p.price), p.units] for p in d.asks],
+            }
+            for d in queries.depth(market, now=now)
+        ],
+    }
+    return {
+        "rows": [
+            BookRow(c, _levels(c.asks, c.scu_per_unit), _levels(c.bids, c.scu_per_unit))
+            for c in book
+        ],
+        "depth": depth,
+    }
+
+
+def _data_context(market: Market) -> dict[str, Any]:
+    """The last round's class prices and the price history (what changes each round)."""
+    last = queries.last_round(market)
+    history = {
+        "labels": {
+            "x": _("Delivery start (UTC)"),
+            "y": _("Price per SCU-hour (%(currency)s)") % {"currency": market.currency},
+            "unit": _("per unit-hour"),
+            "scu": _("per SCU-hour"),
+        },
+        "series": [
+            {
+                "label": f"{s.device} · {s.region} ({s.scu_per_unit.quantize(SCU_PLACES)} SCU)",
+                "points": [
+                    [
+                        p.delivery_start.isoformat(),
+                        str(p.price_per_scu),
+                        str(plain(p.price))
+                        if p.price == p.price_high
+                        else f"{plain(p.price)}–{plain(p.price_high)}",
+                    ]
+                    for p in s.points
+                    if p.price_per_scu is not None
+                ],
+            }
+            for s in queries.price_history(market, limit=HISTORY_POINTS)
+        ],
+    }
+    return {
+        "last": last,
+        "prices": [
+            PriceRow(
+                c,
+                None if c.price is None else plain(c.price),
+                None if c.price is None else per_scu(c.price, c.scu_per_unit),
+            )
+            for c in (last.classes.all() if last is not None else [])
+        ],
+        "history": history,
+    }
+
+
+def _rounds_context(request: HtmxHttpRequest, market: Market) -> dict[str, Any]:
+    """A page of the market's rounds, newest first, with their certificates' verdicts."""
+    rounds = Paginator(queries.rounds_of(market), ROUNDS_PAGE_SIZE).get_page(
+        request.GET.get("page")
+    )
+    return {
+        "rounds": rounds,
+        "round_rows": [
+            RoundRow(
+                r,
+                Money(r.buyer_payments, market.currency),
+                [str(v) for v in r.certificate.get("violations", [])],
+            )
+            for r in rounds
+        ],
+    }
+
+
 @require_GET
 def market_book(request: HtmxHttpRequest, slug: str) -> HttpResponse:
-    """Public and anonymous; htmx polls it for just the book."""
+    """Public and anonymous. htmx polls it for one section, named by the request's target: the
+    last round and price history (``market-data``), the rounds (``rounds``) or, by default, the
+    book with its depth chart (``book``)."""
     market = Market.objects.filter(slug=slug).first()
     if market is None:
         raise NotFound(_("No such market."))
-    book = queries.order_book(market, now=timezone.now())
-    rows = [
-        BookRow(c, _levels(c.asks, c.scu_per_unit), _levels(c.bids, c.scu_per_unit)) for c in book
-    ]
     template = "marketplace/market/market.html"
+    context: dict[str, Any] = {"market": market}
     if request.htmx:
-        template += "#book"
-    context = {
-        "market": market,
-        "rows": rows,
+        target = request.htmx.target
+        if target == "market-data":
+            return render(request, f"{template}#data", context | _data_context(market))
+        if target == "rounds":
+            return render(request, f"{template}#rounds", context | _rounds_context(request, market))
+        return render(request, f"{template}#book", context | _book_context(market))
+    context |= {
         "markets": Market.objects.filter(active=True).order_by("pk"),
         "price_tick": plain(market.price_tick),
+        **_data_context(market),
+        **_book_context(market),
+        **_rounds_context(request, market),
     }
     return render(request, template, context)
 
@@ -294,6 +416,10 @@ def _order_context(request: HtmxHttpRequest, order: Order, **extra: Any) -> dict
         "events": [
             (event, ORDER_EVENT_LABELS.get(event.kind, event.kind))
             for event in order.events.order_by("at", "pk")
+        ],
+        "leases": [
+            (lease, plain(lease.price), Money(lease.cost, order.market.currency))
+            for lease in queries.order_leases().filter(order=order)
         ],
         "hold": Money(order.hold_amount, order.market.currency),
         "limit_price": plain(order.limit_price),

@@ -99,6 +99,9 @@ ORDER = {
         "currency": "CNY",
         "transfer_id": "0f1e2d3c-4b5a-4978-8a9b-0c1d2e3f4a5b",
     },
+    "unfilled_reason": "priced_out",
+    "unfilled_reason_display": "Priced out: compatible supply cleared only above your limit price.",
+    "last_round": 29924640,
     "cancel_requested_at": None,
     "created_at": "2026-11-23T12:00:00Z",
 }
@@ -124,6 +127,98 @@ EVENTS = [
         "at": "2026-11-23T12:00:00Z",
     },
 ]
+
+
+LEASE = {
+    "id": "2c9e4b7a-6d1f-4e3a-9b8c-7d6e5f4a3b2c",
+    "round": 29924641,
+    "units": 8,
+    "price": "85.000000",
+    "price_per_scu_hour": "10.7388",
+    "duration_hours": 24,
+    "starts_at": "2026-11-24T00:01:00Z",
+    "ends_at": "2026-11-25T00:01:00Z",
+    "status": "scheduled",
+    "cost": {"amount_minor": 1632000, "currency": "CNY"},
+    "buyer_fee": {"amount_minor": 0, "currency": "CNY"},
+}
+FILLED_ORDER = {
+    **ORDER,
+    "status": "filled",
+    "filled_quantity": "8.000",
+    "limit_price": "90.000000",
+    "hold": {  # 90.00 × 8 units × 24 h
+        "amount_minor": 1728000,
+        "currency": "CNY",
+        "transfer_id": "0f1e2d3c-4b5a-4978-8a9b-0c1d2e3f4a5b",
+    },
+    "unfilled_reason": None,
+    "unfilled_reason_display": None,
+    "last_round": 29924641,
+    "events": [
+        *EVENTS,
+        {
+            "kind": "filled",
+            "status": "filled",
+            "actor": "system:matcher",
+            "data": {
+                "round": 29924641,
+                "units": 8,
+                "filled": "8",
+                "charge": 1632000,
+                "leases": [LEASE["id"]],
+            },
+            "at": "2026-11-24T00:00:02Z",
+        },
+    ],
+    "leases": [LEASE],
+}
+ROUND = {
+    "number": 29924641,
+    "delivery_start": "2026-11-24T00:01:00Z",
+    "mechanism": "mip",
+    "optimal": True,
+    "orders": 2,
+    "offers": 1,
+    "volume_units": 8,
+    "volume_unit_hours": 192,
+    "welfare_per_hour": "40.000000",
+    "welfare": "960.000000",
+    "currency": "CNY",
+    "buyer_payments_minor": 1632000,
+    "seller_receipts_minor": 1632000,
+    "certificate_ok": True,
+    "started_at": "2026-11-24T00:00:02Z",
+    "duration_ms": 41,
+}
+ROUND_CLASS = {
+    "key": "5d41402abc4b2a76",
+    "device": "nvidia-h100-sxm",
+    "region": "CN-GS",
+    "country": "CN",
+    "scu_per_unit": "7.9152",
+    "price": "85.000000",
+    "price_per_scu_hour": "10.738832",
+    "price_low": None,
+    "price_high": None,
+    "units": 8,
+    "offered_units": 10,
+    "unit_hours": 192,
+    "attributes": {
+        "device": "nvidia-h100-sxm",
+        "memory_gb": "640.0",
+        "scu_per_unit": "7.9152",
+        "country": "CN",
+        "region": "CN-GS",
+        "city": "Qingyang",
+        "jurisdiction": "CN",
+        "pue": "1.15",
+        "renewable_share": "0.6200",
+        "verified": True,
+        "min_lease_hours": 1,
+        "max_lease_hours": 48,
+    },
+}
 
 
 def page(*items: dict[str, Any]) -> dict[str, Any]:
@@ -241,6 +336,63 @@ EXAMPLES: dict[str, tuple[dict[str, Any] | None, Any]] = {
             ],
         },
     ),
+    "rounds_list": (None, page(ROUND, {**ROUND, "number": 29924640, "volume_units": 0})),
+    "rounds_retrieve": (
+        None,
+        {
+            **ROUND,
+            "inputs_digest": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+            "result_digest": "60303ae22b998861bce3b28f33eec1be758a213c86c93c076dbe9f558c11c752",
+            "certificate": {
+                "violations": [],
+                "fills": 1,
+                "bids": 2,
+                "asks": 1,
+                "buyer_payments": 1632000,
+                "seller_receipts": 1632000,
+                "remainders": "each order's charge is rounded once; sub-unit remainders of its "
+                "split go to its leases with the largest fractional parts",
+            },
+            "notes": [],
+            "classes": [ROUND_CLASS],
+        },
+    ),
+    "prices_retrieve": (
+        None,
+        {"market": "cny", "currency": "CNY", "round": ROUND, "classes": [ROUND_CLASS]},
+    ),
+    "price_history_retrieve": (
+        None,
+        {
+            "market": "cny",
+            "currency": "CNY",
+            "series": [
+                {
+                    "device": "nvidia-h100-sxm",
+                    "region": "CN-GS",
+                    "scu_per_unit": "7.9152",
+                    "points": [
+                        {
+                            "round": 29924580,
+                            "delivery_start": "2026-11-23T23:00:00Z",
+                            "price": "80.000000",
+                            "price_high": "80.000000",
+                            "price_per_scu_hour": "10.107136",
+                            "units": 6,
+                        },
+                        {
+                            "round": 29924641,
+                            "delivery_start": "2026-11-24T00:01:00Z",
+                            "price": "85.000000",
+                            "price_high": "85.000000",
+                            "price_per_scu_hour": "10.738832",
+                            "units": 8,
+                        },
+                    ],
+                }
+            ],
+        },
+    ),
     "sites_list": (None, page(SITE)),
     "sites_create": ({k: v for k, v in SITE.items() if k not in {"id", "created_at"}}, SITE),
     "pools_list": (None, page(POOL)),
@@ -276,7 +428,7 @@ EXAMPLES: dict[str, tuple[dict[str, Any] | None, Any]] = {
     "offers_change": (None, {**OFFER, "status": "paused"}),
     "orders_list": (None, page(ORDER)),
     "orders_create": (ORDER_IN, ORDER),
-    "orders_retrieve": (None, {**ORDER, "events": EVENTS}),
+    "orders_retrieve": (None, FILLED_ORDER),
     "orders_cancel": (None, {**ORDER, "status": "cancelled"}),
     "orders_preview": (
         ORDER_IN,

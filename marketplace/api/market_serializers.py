@@ -5,13 +5,16 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from marketplace.models import (
+    ClearingRound,
     DeviceModel,
     Fill,
     Interconnect,
     LatencyTier,
+    Lease,
     Market,
     Offer,
     Order,
@@ -19,7 +22,9 @@ from marketplace.models import (
     Placement,
     Pool,
     QuantityKind,
+    RoundClass,
     Site,
+    UnfilledReason,
 )
 
 
@@ -253,6 +258,55 @@ class OrderEventOut(serializers.ModelSerializer[OrderEvent]):
         read_only_fields = fields
 
 
+def money(amount_minor: int, currency: str) -> dict[str, Any]:
+    return {"amount_minor": amount_minor, "currency": currency}
+
+
+class MoneyOut(serializers.Serializer[Any]):
+    amount_minor = serializers.IntegerField(help_text="integer minor units (fen, cents)")
+    currency = serializers.CharField(help_text="ISO 4217")
+
+
+class LeaseOut(serializers.ModelSerializer[Lease]):
+    id = serializers.UUIDField(source="public_id", read_only=True)
+    round = serializers.IntegerField(source="round.number", read_only=True)
+    price = serializers.DecimalField(
+        max_digits=14, decimal_places=6, read_only=True, help_text="per unit-hour"
+    )
+    price_per_scu_hour = serializers.SerializerMethodField()
+    cost = serializers.SerializerMethodField(help_text="price × units × hours, frozen")
+    buyer_fee = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Lease
+        fields = [
+            "id",
+            "round",
+            "units",
+            "price",
+            "price_per_scu_hour",
+            "duration_hours",
+            "starts_at",
+            "ends_at",
+            "status",
+            "cost",
+            "buyer_fee",
+        ]
+        read_only_fields = fields
+
+    def get_price_per_scu_hour(self, lease: Lease) -> str | None:
+        scu = lease.scu_per_unit
+        return str((lease.price / scu).quantize(Decimal("0.0001"))) if scu else None
+
+    @extend_schema_field(MoneyOut)
+    def get_cost(self, lease: Lease) -> dict[str, Any]:
+        return money(lease.cost, lease.market.currency)
+
+    @extend_schema_field(MoneyOut)
+    def get_buyer_fee(self, lease: Lease) -> dict[str, Any]:
+        return money(lease.buyer_fee, lease.market.currency)
+
+
 class OrderOut(serializers.ModelSerializer[Order]):
     id = serializers.UUIDField(source="public_id", read_only=True)
     market = serializers.SlugField(source="market.slug", read_only=True)
@@ -261,6 +315,16 @@ class OrderOut(serializers.ModelSerializer[Order]):
     )
     buyer_location = serializers.SerializerMethodField()
     hold = serializers.SerializerMethodField()
+    unfilled_reason = serializers.SerializerMethodField(
+        help_text="why the last round left the order (partly) unfilled; null when filled or "
+        "not yet in a round"
+    )
+    unfilled_reason_display = serializers.CharField(
+        read_only=True, allow_null=True, help_text="the reason in words, in the request's language"
+    )
+    last_round = serializers.IntegerField(
+        read_only=True, allow_null=True, help_text="number of the last round that saw the order"
+    )
 
     class Meta:
         model = Order
@@ -291,6 +355,9 @@ class OrderOut(serializers.ModelSerializer[Order]):
             "fill",
             "min_fill",
             "hold",
+            "unfilled_reason",
+            "unfilled_reason_display",
+            "last_round",
             "cancel_requested_at",
             "created_at",
         ]
@@ -312,12 +379,17 @@ class OrderOut(serializers.ModelSerializer[Order]):
             "transfer_id": str(order.hold_transfer_id),
         }
 
+    @extend_schema_field(serializers.ChoiceField(choices=UnfilledReason.choices, allow_null=True))
+    def get_unfilled_reason(self, order: Order) -> str | None:
+        return order.unfilled_reason or None
+
 
 class OrderDetailOut(OrderOut):
     events = OrderEventOut(many=True, read_only=True)
+    leases = LeaseOut(many=True, read_only=True)
 
     class Meta(OrderOut.Meta):
-        fields = [*OrderOut.Meta.fields, "events"]
+        fields = [*OrderOut.Meta.fields, "events", "leases"]
         read_only_fields = fields
 
 
@@ -361,3 +433,128 @@ class BookOut(serializers.Serializer[Any]):
     market = serializers.SlugField()
     currency = serializers.CharField()
     classes = BookClassOut(many=True)
+
+
+# --------------------------------------------------------------------------- market data
+
+
+class RoundClassOut(serializers.ModelSerializer[RoundClass]):
+    device = serializers.CharField(source="device_slug", read_only=True)
+    price = serializers.DecimalField(
+        max_digits=14,
+        decimal_places=6,
+        read_only=True,
+        allow_null=True,
+        help_text="clearing price per unit-hour; null when nothing traded and no price is defined",
+    )
+    price_per_scu_hour = serializers.DecimalField(
+        source="price_per_scu", max_digits=20, decimal_places=6, read_only=True, allow_null=True
+    )
+
+    class Meta:
+        model = RoundClass
+        fields = [
+            "key",
+            "device",
+            "region",
+            "country",
+            "scu_per_unit",
+            "price",
+            "price_per_scu_hour",
+            "price_low",
+            "price_high",
+            "units",
+            "offered_units",
+            "unit_hours",
+            "attributes",
+        ]
+        read_only_fields = fields
+
+
+class RoundOut(serializers.ModelSerializer[ClearingRound]):
+    currency = serializers.CharField(source="market.currency", read_only=True)
+    buyer_payments_minor = serializers.IntegerField(source="buyer_payments", read_only=True)
+    seller_receipts_minor = serializers.IntegerField(source="seller_receipts", read_only=True)
+
+    class Meta:
+        model = ClearingRound
+        fields = [
+            "number",
+            "delivery_start",
+            "mechanism",
+            "optimal",
+            "orders",
+            "offers",
+            "volume_units",
+            "volume_unit_hours",
+            "welfare_per_hour",
+            "welfare",
+            "currency",
+            "buyer_payments_minor",
+            "seller_receipts_minor",
+            "certificate_ok",
+            "started_at",
+            "duration_ms",
+        ]
+        read_only_fields = fields
+
+
+class RoundDetailOut(RoundOut):
+    classes = RoundClassOut(many=True, read_only=True)
+
+    class Meta(RoundOut.Meta):
+        fields = [
+            *RoundOut.Meta.fields,
+            "inputs_digest",
+            "result_digest",
+            "certificate",
+            "notes",
+            "classes",
+        ]
+        read_only_fields = fields
+
+
+class PricesOut(serializers.Serializer[Any]):
+    market = serializers.SlugField()
+    currency = serializers.CharField()
+    round = RoundOut(allow_null=True, help_text="the last round; null before the first")
+    classes = RoundClassOut(many=True)
+
+
+class PriceHistoryIn(serializers.Serializer[Any]):
+    device = serializers.SlugField(required=False, help_text="device model slug")
+    region = serializers.CharField(required=False, max_length=8, help_text="ISO 3166-2")
+    key = serializers.CharField(required=False, max_length=64, help_text="class key")
+    limit = serializers.IntegerField(
+        required=False, default=500, min_value=1, max_value=5000, help_text="latest points"
+    )
+
+
+class PricePointOut(serializers.Serializer[Any]):
+    round = serializers.IntegerField()
+    delivery_start = serializers.DateTimeField()
+    price = serializers.DecimalField(
+        max_digits=14,
+        decimal_places=6,
+        help_text="per unit-hour: the lowest clearing price among the series' classes",
+    )
+    price_high = serializers.DecimalField(
+        max_digits=14, decimal_places=6, help_text="the highest (equal to price for one class)"
+    )
+    price_per_scu_hour = serializers.DecimalField(
+        source="price_per_scu", max_digits=20, decimal_places=6, allow_null=True
+    )
+    units = serializers.IntegerField(help_text="units traded in the series' classes")
+
+
+class PriceSeriesOut(serializers.Serializer[Any]):
+    device = serializers.CharField()
+    region = serializers.CharField()
+    scu_per_unit = serializers.DecimalField(max_digits=9, decimal_places=4)
+    points = PricePointOut(many=True)
+
+
+class PriceHistoryOut(serializers.Serializer[Any]):
+    market = serializers.SlugField()
+    currency = serializers.CharField()
+    series = PriceSeriesOut(many=True)

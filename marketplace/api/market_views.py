@@ -1,11 +1,12 @@
-"""The market API: catalog, markets, the public book, sites, pools, offers, orders, preview."""
+"""The market API: catalog, markets, the public book and market data (rounds, prices, price
+history), sites, pools, offers, orders, preview."""
 
 from __future__ import annotations
 
 import uuid
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Prefetch, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -19,6 +20,7 @@ from marketplace import queries, services
 from marketplace.access import Principal
 from marketplace.api import market_serializers as s
 from marketplace.api.idempotency import idempotent
+from marketplace.api.pagination import EnvelopeCursorPagination
 from marketplace.api.views import (
     ERROR_RESPONSES,
     IDEMPOTENCY_PARAMETER,
@@ -28,7 +30,7 @@ from marketplace.api.views import (
 )
 from marketplace.compat import Location
 from marketplace.errors import InvalidInput, NotFound
-from marketplace.models import DeviceModel, Market, Offer, Order, Pool, Site
+from marketplace.models import ClearingRound, DeviceModel, Market, Offer, Order, Pool, Site
 from marketplace.services.market import OFFER_TRANSITIONS
 
 STATUS_FILTER = OpenApiParameter("status", str, description="filter by status")
@@ -95,6 +97,13 @@ class MarketList(GenericAPIView[Market]):
         return Response(s.MarketOut(self.get_queryset(), many=True).data)
 
 
+def _public_market(slug: str) -> Market:
+    market = Market.objects.filter(slug=slug).first()
+    if market is None:
+        raise NotFound(_("No such market."))
+    return market
+
+
 class BookView(GenericAPIView[Any]):
     permission_classes = [AllowAny]
     authentication_classes: list[Any] = []
@@ -106,12 +115,101 @@ class BookView(GenericAPIView[Any]):
         "bids that could use it by price level per unit-hour, and the last clearing price.",
     )
     def get(self, request: Request, slug: str) -> Response:
-        market = Market.objects.filter(slug=slug).first()
-        if market is None:
-            raise NotFound(_("No such market."))
+        market = _public_market(slug)
         book = queries.order_book(market, now=timezone.now())
         return Response(
             s.BookOut({"market": market.slug, "currency": market.currency, "classes": book}).data
+        )
+
+
+# --------------------------------------------------------------------------- market data
+# Public and anonymous like the book: no authentication is even looked at.
+
+
+class RoundPagination(EnvelopeCursorPagination):
+    ordering = "-number"  # newest slot first; unique within a market
+
+
+class RoundList(GenericAPIView[ClearingRound]):
+    permission_classes = [AllowAny]
+    authentication_classes: list[Any] = []
+    serializer_class = s.RoundOut
+    pagination_class = RoundPagination
+
+    @extend_schema(
+        operation_id="rounds_list",
+        responses={200: s.RoundOut(many=True), 404: ERROR_RESPONSES[404]},
+        description="A market's cleared rounds, newest first: volume, welfare, payments and "
+        "whether the round's certificate found no violations.",
+    )
+    def get(self, request: Request, slug: str) -> Response:
+        rounds = queries.rounds_of(_public_market(slug)).select_related("market")
+        page = self.paginate_queryset(rounds)
+        return self.get_paginated_response(s.RoundOut(page, many=True).data)
+
+
+class RoundDetail(GenericAPIView[ClearingRound]):
+    permission_classes = [AllowAny]
+    authentication_classes: list[Any] = []
+
+    @extend_schema(
+        operation_id="rounds_retrieve",
+        responses={200: s.RoundDetailOut, 404: ERROR_RESPONSES[404]},
+        description="One round with its classes (clearing price per unit-hour and per SCU-hour, "
+        "units traded and offered) and its certificate (the conditions checked and any "
+        "violations).",
+    )
+    def get(self, request: Request, slug: str, number: int) -> Response:
+        found = queries.round_of(_public_market(slug), number)
+        if found is None:
+            raise NotFound(_("No such round."))
+        return Response(s.RoundDetailOut(found).data)
+
+
+class PricesView(GenericAPIView[Any]):
+    permission_classes = [AllowAny]
+    authentication_classes: list[Any] = []
+
+    @extend_schema(
+        operation_id="prices_retrieve",
+        responses={200: s.PricesOut, 404: ERROR_RESPONSES[404]},
+        description="The last round and its price per class: per unit-hour and per SCU-hour, "
+        "with the units traded and offered.",
+    )
+    def get(self, request: Request, slug: str) -> Response:
+        market = _public_market(slug)
+        last = queries.last_round(market)
+        body = {
+            "market": market.slug,
+            "currency": market.currency,
+            "round": last,
+            "classes": list(last.classes.all()) if last is not None else [],
+        }
+        return Response(s.PricesOut(body).data)
+
+
+class PriceHistoryView(GenericAPIView[Any]):
+    permission_classes = [AllowAny]
+    authentication_classes: list[Any] = []
+
+    @extend_schema(
+        operation_id="price_history_retrieve",
+        parameters=[s.PriceHistoryIn],
+        responses={200: s.PriceHistoryOut, 400: ERROR_RESPONSES[400], 404: ERROR_RESPONSES[404]},
+        description="Clearing prices over the rounds per device model, region and unit size "
+        "(SCU per unit), one point per change: the lowest and highest price among the classes "
+        "priced in that round. Rounds without a price are skipped. Filter by device model, "
+        "region or class key.",
+    )
+    def get(self, request: Request, slug: str) -> Response:
+        market = _public_market(slug)
+        data = s.PriceHistoryIn(data=request.query_params)
+        data.is_valid(raise_exception=True)
+        series = queries.price_history(market, **data.validated_data)
+        return Response(
+            s.PriceHistoryOut(
+                {"market": market.slug, "currency": market.currency, "series": series}
+            ).data
         )
 
 
@@ -339,13 +437,16 @@ class OrderDetail(OrganizationScoped):
         operation_id="orders_retrieve",
         parameters=[ORGANIZATION_PARAMETER],
         responses={200: s.OrderDetailOut, **READ_ERRORS},
-        description="One of your orders with its history.",
+        description="One of your orders with its history, its leases and why the last round "
+        "left it (partly) unfilled.",
     )
     def get(self, request: Request, order_id: str) -> Response:
         acting = self.acting(request)
         acting.require_scope("read")
-        order = _owned(_orders(acting).prefetch_related("events"), order_id, _("order"))
-        return Response(s.OrderDetailOut(order).data)
+        orders = _orders(acting).prefetch_related(
+            "events", Prefetch("leases", queryset=queries.order_leases())
+        )
+        return Response(s.OrderDetailOut(_owned(orders, order_id, _("order"))).data)
 
 
 class OrderCancel(OrganizationScoped):

@@ -39,6 +39,7 @@ from marketplace.models.market import (
     Pool,
     QuantityKind,
     Site,
+    UnfilledReason,
     event_data,
 )
 
@@ -76,6 +77,7 @@ __all__ = [
     "Scope",
     "Site",
     "SiteRole",
+    "UnfilledReason",
     "User",
     "UserManager",
     "event_data",

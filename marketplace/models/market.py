@@ -236,6 +236,42 @@ class OrderStatus(models.TextChoices):
 OPEN_ORDER_STATUSES = (OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED)
 
 
+class UnfilledReason(models.TextChoices):
+    """Why a round left an order (partly) unfilled: the codes of ``matching.engine.Reason`` (a test
+    keeps the two in step) with what they mean to a buyer. Not the field's choices: the matcher
+    owns the codes, and a new one should show as itself rather than fail."""
+
+    PRICED_OUT = (
+        "priced_out",
+        _("Priced out: compatible supply cleared only above your limit price."),
+    )
+    NO_COMPATIBLE_SUPPLY = (
+        "no_compatible_supply",
+        _("No compatible supply: no offer in the round met your order's constraints."),
+    )
+    ALL_OR_NONE_UNSATISFIABLE = (
+        "all_or_none_unsatisfiable",
+        _(
+            "All or none not satisfiable: the whole quantity (or the minimum fill, or one pool "
+            "for a gang job) could not be filled at once."
+        ),
+    )
+    RATIONED = (
+        "rationed",
+        _(
+            "Rationed: partly filled; the rest was priced at exactly your limit, or no supply "
+            "was left."
+        ),
+    )
+    TRADE_REDUCTION = (
+        "trade_reduction",
+        _(
+            "Left out by trade reduction: to keep prices truthful, the round dropped the least "
+            "valuable trade of its class."
+        ),
+    )
+
+
 class Order(models.Model):
     """A bid. Placing it holds ``hold_amount`` (maximum cost plus maximum buyer fee, minor units)
     in the ledger by the pending transfer ``hold_transfer_id``; cancel or expiry voids it."""
@@ -314,6 +350,17 @@ class Order(models.Model):
     @property
     def is_open(self) -> bool:
         return self.status in OPEN_ORDER_STATUSES
+
+    @property
+    def unfilled_reason_display(self) -> str | None:
+        """The last round's reason in words, or None when there is none (filled, or not yet in a
+        round); an unknown code shows as itself."""
+        if not self.unfilled_reason:
+            return None
+        try:
+            return str(UnfilledReason(self.unfilled_reason).label)
+        except ValueError:
+            return self.unfilled_reason
 
 
 class MarketEvent(AppendOnly):
