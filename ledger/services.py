@@ -145,7 +145,8 @@ def open_accounts(keys: Sequence[AccountKey], *, now: dt.datetime) -> dict[Accou
         [k.currency for k in unique],
         [int(DEFAULT_FLAGS.get(Purpose(k.purpose), AccountFlags.NONE)) for k in unique],
     ]
-    with connection.cursor() as cursor:
+    connection.ensure_connection()
+    with connection.wrap_database_errors, connection.connection.cursor() as cursor:
         cursor.execute(
             "INSERT INTO ledger_account (owner, purpose, reference, currency, flags, "
             "debits_pending, debits_posted, credits_pending, credits_posted, created_at) "
@@ -243,36 +244,41 @@ class _Batch:
         self.new: list[_Stored] = []
 
     def load(self, transfers: Sequence[NewTransfer], *, check_existing: bool = True) -> None:
-        pending_ids = {t.pending_id for t in transfers if t.pending_id is not None}
+        # Raw statements with arrays bound on the server: a batch may name 100,000 transfers,
+        # and an ORM ``IN (...)`` list of that size costs seconds to build and quote.
+        pending_ids = list({t.pending_id for t in transfers if t.pending_id is not None})
         if pending_ids:
             self.pendings = {
                 row.id: row
-                for row in _stored(Transfer.objects.filter(id__in=pending_ids, kind=Kind.PENDING))
+                for row in _stored(
+                    f"{_STORED_SQL} WHERE id = ANY(%s) AND kind = 'pending'", pending_ids
+                )
             }
         account_ids = {i for t in transfers for i in (t.debit_account_id, t.credit_account_id)}
         for pending in self.pendings.values():
             account_ids |= {pending.debit_account_id, pending.credit_account_id}
         account_ids.discard(None)
         # The one lock of the batch: every touched account, once, in id order.
-        for row in (
-            Account.objects.filter(id__in=account_ids)
-            .order_by("id")
-            .select_for_update()
-            .values_list("id", *_TOTALS, "flags", "currency")
+        for row in _rows(
+            "SELECT id, debits_pending, debits_posted, credits_pending, credits_posted, flags, "
+            "currency FROM ledger_account WHERE id = ANY(%s) ORDER BY id FOR UPDATE",
+            sorted(account_ids),
         ):
             self.totals[row[0]] = _Totals(*row[1:])
         # Read after the lock: a concurrent batch on these accounts has committed by now.
         if check_existing:
+            ids = list({t.id for t in transfers})
             self.existing = {
-                row.id: row
-                for row in _stored(Transfer.objects.filter(id__in={t.id for t in transfers}))
+                row.id: row for row in _stored(f"{_STORED_SQL} WHERE id = ANY(%s)", ids)
             }
         if pending_ids:
-            self.resolved = set(
-                Transfer.objects.filter(pending_id__in=pending_ids).values_list(
-                    "pending_id", flat=True
+            self.resolved = {
+                row[0]
+                for row in _rows(
+                    "SELECT pending_id FROM ledger_transfer WHERE pending_id = ANY(%s)",
+                    pending_ids,
                 )
-            )
+            }
 
     def apply(self, request: NewTransfer) -> Result:
         """Check one transfer against the state so far and, if it is ok, apply it."""
@@ -420,22 +426,27 @@ class _Batch:
         self.resolved = resolved
 
 
-def _stored(queryset: Any) -> Iterable[_Stored]:
-    for row in queryset.values_list(
-        "id",
-        "kind",
-        "debit_account_id",
-        "credit_account_id",
-        "amount",
-        "currency",
-        "pending_id",
-        "timeout",
-        "expires_at",
-        "linked",
-        "code",
-        "metadata",
-    ):
-        yield _Stored(*row)
+_STORED_SQL = (
+    "SELECT id, kind, debit_account_id, credit_account_id, amount, currency, pending_id, "
+    "timeout, expires_at, linked, code, metadata FROM ledger_transfer"
+)
+_PENDING_WHERE = "WHERE id = ANY(%s) AND kind = 'pending'"
+
+
+def _rows(sql: str, values: Sequence[Any]) -> list[tuple[Any, ...]]:
+    """One statement with one array parameter, on psycopg's own cursor (server-side binding)."""
+    connection.ensure_connection()
+    with connection.wrap_database_errors, connection.connection.cursor() as cursor:
+        cursor.execute(sql, [list(values)])
+        rows: list[tuple[Any, ...]] = cursor.fetchall()
+        return rows
+
+
+def _stored(sql: str, ids: Sequence[uuid.UUID]) -> Iterable[_Stored]:
+    for row in _rows(sql, ids):
+        # Django's connection loads jsonb as text (its JSONField parses it); so do we.
+        metadata = json.loads(row[11]) if isinstance(row[11], str) else row[11]
+        yield _Stored(*row[:11], metadata)  # type: ignore[call-arg]
 
 
 def _compare(
