@@ -75,3 +75,9 @@ def test_beat_expires_orders_and_offers() -> None:
 
     assert entry["task"] == "marketplace.tasks.expire_orders_and_offers"
     assert entry["schedule"] <= 60
+
+
+def test_every_scheduled_task_is_registered() -> None:
+    app.loader.import_default_modules()  # what a worker does at start: autodiscovery
+    for entry in app.conf.beat_schedule.values():
+        assert entry["task"] in app.tasks, entry["task"]

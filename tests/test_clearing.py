@@ -9,6 +9,7 @@ from typing import Any
 
 import psycopg
 import pytest
+import time_machine
 from django.core.management import call_command
 from django.db import connections
 
@@ -31,6 +32,7 @@ from marketplace.models import (
     RoundClass,
 )
 from matching import services as matching
+from matching import tasks
 from tests.test_market import (  # the market's own fixtures: one provider, one funded buyer
     HOUR,
     NOW,
@@ -352,3 +354,18 @@ def test_a_second_buyer_is_a_second_lease(
         (3, Decimal(80)),
     ]
     assert {lease.provider_id for lease in leases} == {provider_org.pk}
+
+
+def test_the_beat_task_clears_each_market_once_per_slot(
+    market: Market, seller: Principal, pool: Pool, funded_buyer: Principal
+) -> None:
+    list_offer(seller, market, pool)
+    place(funded_buyer, market)
+
+    with time_machine.travel(NOW + dt.timedelta(seconds=5), tick=False):
+        first = tasks.clear_due_rounds()
+        again = tasks.clear_due_rounds()  # the same slot: a redelivered or duplicated task
+
+    assert (first, again) == (1, 0)
+    assert ClearingRound.objects.get().number == int(NOW.timestamp()) // 60
+    assert Lease.objects.count() == 1
