@@ -47,6 +47,7 @@ from marketplace.models import (
     Offer,
     OfferEvent,
     OfferStatus,
+    Order,
     OrderEvent,
     OrderStatus,
     QuantityKind,
@@ -373,6 +374,12 @@ def _move_money(
         keys.append(ledger.AccountKey(owner, Purpose.WALLET, currency))
         keys.append(ledger.AccountKey(owner, Purpose.ORDER_HOLD, currency, reference))
     accounts = ledger.open_accounts(keys, now=now)
+    # Read only for the orders that stay open (the new hold's timeout): a round may see 100,000.
+    expires = dict(
+        Order.objects.filter(
+            pk__in=[p.order.pk for p in plans.values() if p.stays_open]
+        ).values_list("pk", "expires_at")
+    )
     transfers: list[ledger.NewTransfer] = []
     for bid_id, plan in plans.items():
         order = plan.order
@@ -409,7 +416,7 @@ def _move_money(
                     credit_account_id=hold,
                     amount=plan.next_hold,
                     kind=Kind.PENDING,
-                    timeout=int((order.expires_at - now + HOLD_GRACE).total_seconds()),
+                    timeout=int((expires[order.pk] - now + HOLD_GRACE).total_seconds()),
                     metadata={**meta, "reason": "remaining quantity"},
                 )
             )

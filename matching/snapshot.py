@@ -66,7 +66,6 @@ class BookOrder:
     min_fill: Decimal
     hold_amount: int
     hold_transfer_id: uuid.UUID
-    expires_at: dt.datetime
     status: str
     last_round: int | None = None
     unfilled_reason: str = ""
@@ -86,7 +85,6 @@ BOOK_ORDER_FIELDS = (
     "min_fill",
     "hold_amount",
     "hold_transfer_id",
-    "expires_at",
     "status",
 )
 # What makes two orders' compatibility identical (with the device list and the quantity kind).
@@ -184,14 +182,9 @@ def _demand(devices: tuple[str, ...], values: dict[str, Any], at: dt.datetime) -
     )
 
 
-def _signature(demand: Demand, quantity_kind: str) -> str:
-    parts = {
-        **{f.name: getattr(demand, f.name) for f in dataclasses.fields(demand)},
-        "device_slugs": sorted(demand.device_slugs),
-        "per": quantity_kind,
-    }
-    text = json.dumps(parts, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+def _signature(constraints: tuple[Any, ...]) -> str:
+    """A short stable name for a set of constraints (``repr`` of plain values is deterministic)."""
+    return hashlib.sha256(repr(constraints).encode()).hexdigest()[:16]
 
 
 def take(market: Market, *, delivery_start: dt.datetime) -> Snapshot:
@@ -267,7 +260,7 @@ def take(market: Market, *, delivery_start: dt.datetime) -> Snapshot:
         signature = signatures.get(constraints)
         if signature is None:  # once per distinct set of constraints, not per order
             demand = _demand(devices, dict(zip(DEMAND_FIELDS, tail, strict=True)), at)
-            signature = _signature(demand, order.quantity_kind)
+            signature = _signature(constraints)
             signatures[constraints] = signature
             arcs[signature] = [
                 cls for cls, rep in representatives.items() if exclusion(demand, rep) is None
