@@ -285,6 +285,17 @@ def _bid_terms(order: Order, scu: Decimal) -> tuple[Decimal, int]:
     return per_unit, int(left / scu) if scu else 0
 
 
+def _last_prices(market: Market) -> dict[tuple[int, str], Decimal]:
+    """(site id, device slug) → the price of the latest lease cleared there."""
+    latest = (
+        Lease.objects.filter(market=market)
+        .order_by("pool__site_id", "pool__device_model__slug", "-round__number", "-pk")
+        .distinct("pool__site_id", "pool__device_model__slug")
+        .values_list("pool__site_id", "pool__device_model__slug", "price")
+    )
+    return {(site_id, slug): price for site_id, slug, price in latest}
+
+
 def order_book(market: Market, *, now: dt.datetime) -> list[BookClass]:
     """The anonymous book per class (site × device model): asks and the bids that could use
     the class, by price per unit-hour (SCU-priced bids are converted at the class's SCU)."""
@@ -294,6 +305,7 @@ def order_book(market: Market, *, now: dt.datetime) -> list[BookClass]:
     for supply in supplies:
         grouped.setdefault(ClassKey(supply.site_id, supply.device_slug), []).append(supply)
     demands = _open_demands(market, now=now)
+    last_prices = _last_prices(market)
     book = []
     for key, members in sorted(grouped.items(), key=lambda kv: (kv[0].site_id, kv[0].device_slug)):
         asks: dict[Decimal, Level] = {}
@@ -319,7 +331,7 @@ def order_book(market: Market, *, now: dt.datetime) -> list[BookClass]:
                 scu,
                 sorted(asks.values(), key=lambda lv: lv.price),
                 sorted(bids.values(), key=lambda lv: -lv.price),
-                None,
+                last_prices.get((key.site_id, key.device_slug)),
             )
         )
     return book

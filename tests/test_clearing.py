@@ -14,7 +14,7 @@ from django.core.management import call_command
 from django.db import connections
 
 from ledger.models import Account, Transfer
-from marketplace import services
+from marketplace import queries, services
 from marketplace.access import Principal
 from marketplace.models import (
     ClearingRound,
@@ -369,3 +369,15 @@ def test_the_beat_task_clears_each_market_once_per_slot(
     assert (first, again) == (1, 0)
     assert ClearingRound.objects.get().number == int(NOW.timestamp()) // 60
     assert Lease.objects.count() == 1
+
+
+def test_the_book_shows_the_last_clearing_price(
+    market: Market, seller: Principal, pool: Pool, funded_buyer: Principal
+) -> None:
+    list_offer(seller, market, pool)
+    assert [c.last_price for c in queries.order_book(market, now=NOW)] == [None]
+    place(funded_buyer, market)
+
+    matching.clear_round(market=market, now=NOW)
+
+    assert [c.last_price for c in queries.order_book(market, now=NOW)] == [Decimal(80)]
