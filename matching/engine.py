@@ -39,12 +39,15 @@ break on (price, time, id) everywhere.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import hashlib
 import json
 import math
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from operator import attrgetter
 from typing import Literal, TypeVar
 
 import numpy as np
@@ -160,30 +163,49 @@ def clear(
     mip_time_limit: float = 5.0,
 ) -> Clearing:
     """Clear a book: the welfare-maximizing allocation with one price per class."""
-    book = _normalized(book)
-    if any(_is_block(b) for b in book.bids):
-        clearing = _clear_mip(book, time_limit=mip_time_limit)
-    elif any(b.per_scu for b in book.bids):
-        clearing = _clear_lp(book)
-    else:
-        clearing = _clear_flow(book)
-    if trade_reduction:
-        clearing = _mcafee(book, clearing)
-    return clearing
+    with without_cyclic_gc():
+        book = _normalized(book)
+        if any(_is_block(b) for b in book.bids):
+            clearing = _clear_mip(book, time_limit=mip_time_limit)
+        elif any(b.per_scu for b in book.bids):
+            clearing = _clear_lp(book)
+        else:
+            clearing = _clear_flow(book)
+        if trade_reduction:
+            clearing = _mcafee(book, clearing)
+        return clearing
+
+
+@contextlib.contextmanager
+def without_cyclic_gc() -> Iterator[None]:
+    """A large book allocates millions of small objects and no cycles: the cyclic collector would
+    walk them again and again for nothing (a fifth of the time at 100,000 orders)."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if collecting:
+            gc.enable()
 
 
 def _is_block(bid: Bid) -> bool:
     return bid.all_or_none or bid.same_pool or bid.min_fill > (SCU_SCALE if bid.per_scu else 1)
 
 
+_PRICE = attrgetter("price")
+_SEQ_ID = attrgetter("seq", "id")
+_PRICE_SEQ_ID = attrgetter("price", "seq", "id")
+
+
 def _normalized(book: Book) -> Book:
     """Sorted inputs (ties on price, time, id), unknown classes and empty arcs dropped."""
     classes = {k: book.classes[k] for k in sorted(book.classes)}
-    asks = sorted(
-        (a for a in book.asks if a.units > 0 and a.cls in classes),
-        key=lambda a: (a.price, a.seq, a.id),
-    )
-    bids = sorted((b for b in book.bids if b.quantity > 0), key=lambda b: (-b.price, b.seq, b.id))
+    # C-level keys (attrgetter) and a stable second pass are several times faster than a Python
+    # key function on a million items: asks by (price, time, id), bids by (−price, time, id).
+    asks = sorted((a for a in book.asks if a.units > 0 and a.cls in classes), key=_PRICE_SEQ_ID)
+    bids = sorted((b for b in book.bids if b.quantity > 0), key=_SEQ_ID)
+    bids.sort(key=_PRICE, reverse=True)  # stable: equal prices keep (time, id) order
     arcs = {
         s: tuple(sorted({c for c in book.arcs.get(s, ()) if c in classes}))
         for s in sorted({b.signature for b in bids})
@@ -454,7 +476,7 @@ def _disaggregate(
     a signature's bids take its classes cheapest first, in time priority; a class's inflow takes
     its asks in (price, time, id) order."""
     by_sig: dict[str, list[Bid]] = defaultdict(list)
-    for b in sorted(book.bids, key=lambda b: (b.seq, b.id)):  # time priority
+    for b in sorted(book.bids, key=_SEQ_ID):  # time priority
         if bid_fill.get(b.id, 0):
             by_sig[b.signature].append(b)
     by_cls: dict[str, list[Ask]] = defaultdict(list)
@@ -572,7 +594,7 @@ def _result(
     )
     return Clearing(
         mechanism=mechanism,
-        fills=tuple(sorted(fills, key=lambda f: (f.bid, f.ask, f.cls))),
+        fills=tuple(sorted(fills, key=attrgetter("bid", "ask", "cls"))),
         prices=table,
         unfilled=unfilled,
         welfare=welfare_num // SCU_SCALE,
@@ -593,7 +615,7 @@ def _reasons(
 ) -> tuple[tuple[str, Reason], ...]:
     supplied = {a.cls for a in book.asks}
     out: list[tuple[str, Reason]] = []
-    for b in sorted(book.bids, key=lambda b: b.id):
+    for b in sorted(book.bids, key=attrgetter("id")):
         got = filled.get(b.id, 0)
         if got >= b.quantity:
             continue

@@ -83,7 +83,7 @@ class Outcome:
 def clear_round(*, market: Market, now: dt.datetime, number: int | None = None) -> Outcome:
     """Clear ``market``'s round for slot ``number`` (default: the slot of ``now``)."""
     number = slot(market, now) if number is None else number
-    with transaction.atomic():
+    with engine.without_cyclic_gc(), transaction.atomic():
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [market_lock_id(market)])
         done = ClearingRound.objects.filter(market=market, number=number).first()
