@@ -40,6 +40,7 @@ from ledger.models import Kind, Purpose
 from ledger.money import cost
 from marketplace.models import (
     LIVE_LEASE_STATUSES,
+    OPEN_ORDER_STATUSES,
     ClearingRound,
     Lease,
     LeaseStatus,
@@ -80,29 +81,88 @@ class Outcome:
     cancels_applied: int = 0
 
 
+class LedgerRefused(Exception):
+    """The ledger refused some orders' moves (e.g. a hold that is no longer pending)."""
+
+    def __init__(self, orders: set[str], detail: str) -> None:
+        super().__init__(detail)
+        self.orders = orders
+
+
+MAX_ATTEMPTS = 3
+
+
 def clear_round(*, market: Market, now: dt.datetime, number: int | None = None) -> Outcome:
-    """Clear ``market``'s round for slot ``number`` (default: the slot of ``now``)."""
+    """Clear ``market``'s round for slot ``number`` (default: the slot of ``now``).
+
+    If the ledger refuses an order's moves (its hold was voided or expired behind the market's
+    back), the whole attempt rolls back and the round runs again without that order, which is
+    rejected with the reason in its history: one bad order never blocks a market.
+    """
     number = slot(market, now) if number is None else number
-    with engine.without_cyclic_gc(), transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [market_lock_id(market)])
-        done = ClearingRound.objects.filter(market=market, number=number).first()
-        if done is not None:
-            return Outcome(done, created=False)
-        started = time.monotonic()
-        snap = snapshot.take(market, delivery_start=slot_start(market, number))
-        clearing = engine.clear(
-            snap.book,
-            mip_time_limit=settings.MATCHING_MIP_TIME_LIMIT,
-            trade_reduction=settings.MATCHING_TRADE_REDUCTION,
-        )
-        violations = engine.verify(snap.book, clearing)
-        cleared = _write(snap, clearing, violations, number=number, now=now, started=started)
+    refused: set[str] = set()
+    for attempt in range(MAX_ATTEMPTS):
+        try:
+            with engine.without_cyclic_gc(), transaction.atomic():
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT pg_advisory_xact_lock(%s)", [market_lock_id(market)])
+                done = ClearingRound.objects.filter(market=market, number=number).first()
+                if done is not None:
+                    return Outcome(done, created=False)
+                cleared = _clear(market, number=number, now=now, refused=frozenset(refused))
+            break
+        except LedgerRefused as error:
+            if attempt == MAX_ATTEMPTS - 1:
+                raise
+            refused |= error.orders
     with transaction.atomic():
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [market_lock_id(market)])
         cancels = apply_requested_cancels(market=market, now=now)
     return Outcome(cleared, created=True, cancels_applied=cancels)
+
+
+def _clear(
+    market: Market, *, number: int, now: dt.datetime, refused: frozenset[str]
+) -> ClearingRound:
+    started = time.monotonic()
+    snap = snapshot.take(market, delivery_start=slot_start(market, number), exclude=refused)
+    clearing = engine.clear(
+        snap.book,
+        mip_time_limit=settings.MATCHING_MIP_TIME_LIMIT,
+        trade_reduction=settings.MATCHING_TRADE_REDUCTION,
+    )
+    violations = engine.verify(snap.book, clearing)
+    cleared = _write(snap, clearing, violations, number=number, now=now, started=started)
+    if refused:
+        _reject(cleared, refused, now=now)
+    return cleared
+
+
+def _reject(rnd: ClearingRound, orders: frozenset[str], *, now: dt.datetime) -> None:
+    """Orders whose hold the ledger no longer has cannot trade: rejected, with the reason."""
+    for order in Order.objects.filter(public_id__in=orders, status__in=OPEN_ORDER_STATUSES):
+        # Release whatever is still held (usually nothing: the hold is why it was refused).
+        ledger.transfer(
+            ledger.NewTransfer(
+                id=uuid.uuid5(NAMESPACE, f"reject:{order.hold_transfer_id}"),
+                kind=Kind.VOID,
+                pending_id=order.hold_transfer_id,
+                metadata={"order": str(order.public_id), "reason": "rejected"},
+            ),
+            now=now,
+        )
+        order.status = OrderStatus.REJECTED
+        order.unfilled_reason = ""
+        order.save(update_fields=["status", "unfilled_reason"])
+        OrderEvent.objects.create(
+            order=order,
+            kind="rejected",
+            status=order.status,
+            actor="system:matcher",
+            at=now,
+            data={"round": rnd.number, "reason": "hold_unavailable"},
+        )
 
 
 def clear_due_rounds(*, now: dt.datetime) -> list[Outcome]:
@@ -421,9 +481,12 @@ def _move_money(
                 )
             )
     results = ledger.create_transfers(transfers, now=now)
-    failed = [(t.id, r) for t, r in zip(transfers, results, strict=True) if r != ledger.Result.OK]
+    failed = [(t, r) for t, r in zip(transfers, results, strict=True) if r != ledger.Result.OK]
     if failed:
-        raise RuntimeError(f"round {rnd.number}: the ledger refused {failed[:5]}")
+        raise LedgerRefused(
+            {str(t.metadata["order"]) for t, _ in failed},
+            f"round {rnd.number}: the ledger refused {[(t.id, r) for t, r in failed[:5]]}",
+        )
 
 
 UPDATE_ORDERS_SQL = """

@@ -187,8 +187,11 @@ def _signature(constraints: tuple[Any, ...]) -> str:
     return hashlib.sha256(repr(constraints).encode()).hexdigest()[:16]
 
 
-def take(market: Market, *, delivery_start: dt.datetime) -> Snapshot:
-    """Lock and read the book of ``market`` for a round delivering from ``delivery_start``."""
+def take(
+    market: Market, *, delivery_start: dt.datetime, exclude: frozenset[str] = frozenset()
+) -> Snapshot:
+    """Lock and read the book of ``market`` for a round delivering from ``delivery_start``,
+    leaving out the orders named in ``exclude`` (public ids)."""
     at = delivery_start
     tick = market.price_tick
     offer_rows = {
@@ -266,7 +269,7 @@ def take(market: Market, *, delivery_start: dt.datetime) -> Snapshot:
                 cls for cls, rep in representatives.items() if exclusion(demand, rep) is None
             ]
         bid = _bid(order, signature, tick)
-        if bid is None:
+        if bid is None or bid.id in exclude:
             continue
         bids.append(bid)
         by_id[bid.id] = order

@@ -4,6 +4,7 @@ balances; once per slot; all or nothing; cancels during a round; no double-booki
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from decimal import Decimal
 from typing import Any
 
@@ -13,6 +14,7 @@ import time_machine
 from django.core.management import call_command
 from django.db import connections
 
+from ledger import services as ledger
 from ledger.models import Account, Transfer
 from marketplace import queries, services
 from marketplace.access import Principal
@@ -381,3 +383,35 @@ def test_the_book_shows_the_last_clearing_price(
     matching.clear_round(market=market, now=NOW)
 
     assert [c.last_price for c in queries.order_book(market, now=NOW)] == [Decimal(80)]
+
+
+def test_an_order_whose_hold_is_gone_is_rejected_and_the_round_goes_on(
+    market: Market,
+    seller: Principal,
+    pool: Pool,
+    funded_buyer: Principal,
+    buyer_org: Organization,
+) -> None:
+    list_offer(seller, market, pool)  # 6 units
+    broken = place(funded_buyer, market, quantity=Decimal(2), limit_price=Decimal("120.00"))
+    healthy = place(funded_buyer, market)  # 4 units
+    # The hold disappears behind the market's back (say, voided by hand in the ledger).
+    assert (
+        ledger.transfer(
+            ledger.NewTransfer(id=uuid.uuid4(), kind="void", pending_id=broken.hold_transfer_id),
+            now=NOW,
+        )
+        == ledger.Result.OK
+    )
+
+    rnd = matching.clear_round(market=market, now=NOW).round
+
+    broken.refresh_from_db()
+    healthy.refresh_from_db()
+    assert (rnd.orders, rnd.volume_units) == (1, 4)
+    assert (broken.status, healthy.status) == (OrderStatus.REJECTED, OrderStatus.FILLED)
+    assert broken.events.get(kind="rejected").data == {
+        "round": rnd.number,
+        "reason": "hold_unavailable",
+    }
+    assert balance(buyer_org, "wallet") == (1_000_000 - 323_200, 0)  # only the healthy charge
