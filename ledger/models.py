@@ -250,3 +250,29 @@ class Checkpoint(AppendOnly):
 
     def __str__(self) -> str:
         return f"checkpoint {self.number} ({self.first_seq}–{self.last_seq})"
+
+
+class UsageEvent(AppendOnly):
+    """A metering event (CloudEvents fields) about an opaque subject such as ``lease:<uuid>``.
+
+    ``(source, event_id)`` is unique forever: a replayed event is recognized, never counted twice.
+    Events are never edited; one that arrives after its period was settled is counted by the next
+    settlement as an adjustment (settlements count events by ``id``, not by ``time``).
+    """
+
+    source = models.CharField(max_length=200)  # CloudEvents ``source``: the reporting agent
+    event_id = models.CharField(max_length=200)  # CloudEvents ``id``
+    type = models.CharField(max_length=100)  # e.g. ``com.suanli.heartbeat``
+    subject = models.CharField(max_length=100)  # e.g. ``lease:<uuid>``
+    time = models.DateTimeField()  # when it happened, by the agent's clock
+    data = models.JSONField(default=dict, blank=True)
+    received_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["source", "event_id"], name="usage_event_unique"),
+        ]
+        indexes = [models.Index(fields=["subject", "type", "id"], name="usage_event_subject")]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.subject} at {self.time}"

@@ -251,6 +251,11 @@ CELERY_BEAT_SCHEDULE = {
     "ledger-seal": {"task": "ledger.tasks.seal", "schedule": 1.0},
     "ledger-void-expired-holds": {"task": "ledger.tasks.void_expired_holds", "schedule": 10.0},
     "market-expiry": {"task": "marketplace.tasks.expire_orders_and_offers", "schedule": 10.0},
+    "leases-settle": {
+        "task": "marketplace.tasks.settle_leases",
+        "schedule": float(env.integer("SETTLEMENT_INTERVAL_SECONDS", 3600)),
+    },
+    "leases-end": {"task": "marketplace.tasks.end_due_leases", "schedule": 30.0},
     # Each market clears at its own interval; the task clears every slot that is due and not done.
     "matching-clear-rounds": {
         "task": "matching.tasks.clear_due_rounds",
@@ -276,6 +281,13 @@ MATCHING_MIP_TIME_LIMIT = float(env.integer("MATCHING_MIP_TIME_LIMIT_SECONDS", 5
 # Per-class McAfee trade reduction on top of the equilibrium (truthful for thin books, but it
 # drops each class's marginal trade).
 MATCHING_TRADE_REDUCTION = env.boolean("MATCHING_TRADE_REDUCTION", False)
+
+# --------------------------------------------------------------------------- leases
+
+# A provider may reclaim a lease only with this much notice, and then owes the buyer this share
+# (basis points) of the undelivered value on top of the refund.
+LEASE_RECLAIM_NOTICE_HOURS = env.integer("LEASE_RECLAIM_NOTICE_HOURS", 1)
+LEASE_RECLAIM_PENALTY_BPS = env.integer("LEASE_RECLAIM_PENALTY_BPS", 1000)
 
 # --------------------------------------------------------------------------- ledger
 

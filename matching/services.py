@@ -368,6 +368,8 @@ LEASE_COLUMNS = (
     "charge_transfer_id",
     "status",
     "created_at",
+    "close_reason",
+    "closed_by",
 )
 
 
@@ -412,6 +414,8 @@ def _create_leases(rnd: ClearingRound, drafts: Sequence[_LeaseDraft]) -> None:
                 charge_transfer_id(rnd, d.order),
                 LeaseStatus.SCHEDULED.value,
                 rnd.started_at,
+                "",  # COPY knows no model defaults: the blank close reason and actor
+                "",
             )
             for d in drafts
         ),

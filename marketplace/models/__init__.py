@@ -20,8 +20,10 @@ from marketplace.models.clearing import (
     LIVE_LEASE_STATUSES,
     ClearingRound,
     Lease,
+    LeaseEvent,
     LeaseStatus,
     RoundClass,
+    Settlement,
 )
 from marketplace.models.market import (
     OPEN_ORDER_STATUSES,
@@ -58,6 +60,7 @@ __all__ = [
     "KybStatus",
     "LatencyTier",
     "Lease",
+    "LeaseEvent",
     "LeaseStatus",
     "Market",
     "Membership",
@@ -75,6 +78,7 @@ __all__ = [
     "Role",
     "RoundClass",
     "Scope",
+    "Settlement",
     "Site",
     "SiteRole",
     "UnfilledReason",

@@ -132,6 +132,12 @@ class Lease(models.Model):
         max_length=16, choices=LeaseStatus.choices, default=LeaseStatus.SCHEDULED
     )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
+    # How it ended (the terms above never change): when, why and who.
+    closed_at = models.DateTimeField(null=True, blank=True)
+    close_reason = models.CharField(max_length=32, blank=True)
+    closed_by = models.CharField(max_length=64, blank=True)
+    # A provider's reclaim takes effect at the end of its notice.
+    reclaim_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [
@@ -151,3 +157,49 @@ class Lease(models.Model):
 
     def __str__(self) -> str:
         return f"lease {self.public_id} ({self.units} × {self.pool_id})"
+
+
+class LeaseEvent(AppendOnly):
+    """A change in a lease's life: what, who, when and why. Never edited."""
+
+    lease = models.ForeignKey(Lease, on_delete=models.PROTECT, related_name="events")
+    kind = models.CharField(max_length=32)
+    status = models.CharField(max_length=16, choices=LeaseStatus.choices)
+    actor = models.CharField(max_length=64)
+    reason = models.CharField(max_length=200, blank=True)
+    at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["lease", "at"], name="lease_event_lease")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} at {self.at}"
+
+
+class Settlement(AppendOnly):
+    """One settlement of one lease: what the heartbeats counted up to ``events_through`` were
+    worth, and the ledger transfers that paid it (ids derived from ``(lease, number)``)."""
+
+    lease = models.ForeignKey(Lease, on_delete=models.PROTECT, related_name="settlements")
+    number = models.PositiveIntegerField()
+    at = models.DateTimeField()
+    events_through = models.BigIntegerField()  # the last usage event id counted
+    delivered_unit_seconds = models.BigIntegerField()  # cumulative for the lease
+    charge = models.BigIntegerField()  # minor units, this settlement: price × delivered
+    buyer_fee = models.BigIntegerField()  # minor units, this settlement
+    platform_fee = models.BigIntegerField()  # minor units, out of the charge
+    sla_credit = models.BigIntegerField(default=0)  # minor units, back to the buyer (final only)
+    refund = models.BigIntegerField(default=0)  # minor units, the rest of the hold (final only)
+    availability = models.DecimalField(max_digits=7, decimal_places=6, null=True)
+    final = models.BooleanField(default=False)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["lease", "number"], name="settlement_unique"),
+            models.UniqueConstraint(
+                fields=["lease"], condition=Q(final=True), name="settlement_one_final"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"settlement {self.number} of {self.lease_id}"

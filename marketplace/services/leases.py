@@ -1,0 +1,293 @@
+"""Leases from start to finish: lifecycle, settlement of metered delivery, SLA credits, the end.
+
+Money. At clearing, a lease's cost and buyer fee were posted into its order's hold account
+(reference ``order:<id>``). Settlement pays out of it:
+- each settlement values the unit-seconds the heartbeats counted since the last one at the
+  lease's price (``charge``, rounded once, half-even) and the matching share of the buyer fee; the
+  provider's payable gets the charge minus the platform fee (``Market.fee_bps``), platform fee
+  revenue gets the fee and the buyer fee share; never more than the lease holds;
+- the final settlement (when the lease ends, however it ends) also credits the buyer for missed
+  availability (``Market.sla_target`` and ``sla_credit_schedule``: a share of the lease's charges,
+  from the provider's payable) and returns the rest of the lease's money to the buyer's wallet —
+  nobody is charged for time after a lease ended or that was not delivered;
+- a provider's reclaim (allowed only with ``LEASE_RECLAIM_NOTICE_HOURS`` of notice) adds a
+  penalty of ``LEASE_RECLAIM_PENALTY_BPS`` of the undelivered value, from the provider's payable
+  to the buyer;
+- a buyer who ends a lease early pays for what was delivered until then, nothing more.
+Transfer ids derive from ``(lease, settlement number, leg)``: re-running a settlement that posted
+moves nothing, and a settlement with nothing new to count writes nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import transaction
+from django.utils.translation import gettext as _
+
+from ledger import metering
+from ledger import services as ledger
+from ledger.models import Purpose
+from ledger.money import cost, to_major
+from marketplace.errors import Conflict, Forbidden
+from marketplace.models import (
+    LIVE_LEASE_STATUSES,
+    Lease,
+    LeaseEvent,
+    LeaseStatus,
+    Settlement,
+)
+from marketplace.services.market import BP
+
+NAMESPACE = uuid.UUID("0b6f1c8e-5d2a-4f7e-9c3b-8a1d2e3f4a5b")
+PLATFORM = "platform"
+ENDED = {
+    "completed": LeaseStatus.COMPLETED,
+    "cancelled": LeaseStatus.CANCELLED,
+    "reclaimed": LeaseStatus.RECLAIMED,
+    "failed": LeaseStatus.FAILED,
+}
+
+
+def subject(lease: Lease) -> str:
+    return f"lease:{lease.public_id}"
+
+
+def _event(lease: Lease, kind: str, *, actor: str, now: dt.datetime, reason: str = "") -> None:
+    LeaseEvent.objects.create(
+        lease=lease, kind=kind, status=lease.status, actor=actor, reason=reason, at=now
+    )
+
+
+def _locked(lease: Lease) -> Lease:
+    return Lease.objects.select_for_update().select_related("market").get(pk=lease.pk)
+
+
+def acknowledge(*, lease: Lease, actor: str, now: dt.datetime) -> Lease:
+    """The provider's agent has the lease: ``scheduled → provisioning``."""
+    with transaction.atomic():
+        locked = _locked(lease)
+        _require(locked, {LeaseStatus.SCHEDULED})
+        locked.status = LeaseStatus.PROVISIONING
+        locked.save(update_fields=["status"])
+        _event(locked, "provisioning", actor=actor, now=now)
+    return locked
+
+
+def mark_ready(*, lease: Lease, actor: str, now: dt.datetime) -> Lease:
+    """The machines are up and the buyer has access: ``provisioning → active``."""
+    with transaction.atomic():
+        locked = _locked(lease)
+        _require(locked, {LeaseStatus.SCHEDULED, LeaseStatus.PROVISIONING})
+        locked.status = LeaseStatus.ACTIVE
+        locked.save(update_fields=["status"])
+        _event(locked, "active", actor=actor, now=now)
+    return locked
+
+
+def _require(lease: Lease, allowed: set[str]) -> None:
+    if lease.status not in allowed:
+        raise Conflict(
+            _("This lease is %(status)s.") % {"status": lease.get_status_display()},
+            code="lease_state",
+            field="status",
+        )
+
+
+def give_reclaim_notice(*, lease: Lease, actor: str, at: dt.datetime, now: dt.datetime) -> Lease:
+    """A provider takes its units back at ``at``; refused with less than the notice period."""
+    notice = dt.timedelta(hours=settings.LEASE_RECLAIM_NOTICE_HOURS)
+    with transaction.atomic():
+        locked = _locked(lease)
+        _require(locked, set(LIVE_LEASE_STATUSES))
+        if at - now < notice:
+            raise Forbidden(
+                _("A reclaim needs at least %(hours)s hours of notice.")
+                % {"hours": settings.LEASE_RECLAIM_NOTICE_HOURS},
+                code="reclaim_notice_too_short",
+                field="at",
+            )
+        locked.reclaim_at = min(at, locked.ends_at)
+        locked.save(update_fields=["reclaim_at"])
+        _event(locked, "reclaim_notice", actor=actor, now=now, reason=locked.reclaim_at.isoformat())
+    return locked
+
+
+def end_lease(*, lease: Lease, how: str, actor: str, now: dt.datetime, reason: str = "") -> Lease:
+    """End a live lease now (``completed``, ``cancelled`` by the buyer, ``reclaimed``, ``failed``),
+    then settle it finally. Idempotent for a lease that has already ended."""
+    with transaction.atomic():
+        locked = _locked(lease)
+        if locked.closed_at is not None:
+            return locked
+        _require(locked, set(LIVE_LEASE_STATUSES))
+        locked.status = ENDED[how]
+        locked.closed_at = max(min(now, locked.ends_at), locked.starts_at)
+        locked.close_reason = reason or how
+        locked.closed_by = actor
+        locked.save(update_fields=["status", "closed_at", "close_reason", "closed_by"])
+        _event(locked, how, actor=actor, now=now, reason=locked.close_reason)
+        settle(lease=locked, now=now)
+    return locked
+
+
+def end_due_leases(*, now: dt.datetime) -> int:
+    """Beat: leases past their end complete; reclaims whose notice ran out take effect."""
+    count = 0
+    for lease in Lease.objects.filter(status__in=LIVE_LEASE_STATUSES, ends_at__lte=now):
+        end_lease(lease=lease, how="completed", actor="system:end-time", now=now)
+        count += 1
+    for lease in Lease.objects.filter(status__in=LIVE_LEASE_STATUSES, reclaim_at__lte=now):
+        end_lease(lease=lease, how="reclaimed", actor="system:reclaim", now=now, reason="reclaimed")
+        count += 1
+    return count
+
+
+# --------------------------------------------------------------------------- settlement
+
+
+def _accounts(lease: Lease) -> dict[str, int]:
+    currency = lease.market.currency
+    buyer = f"org:{lease.buyer.public_id}"
+    keys = {
+        "hold": ledger.AccountKey(
+            buyer, Purpose.ORDER_HOLD, currency, f"order:{lease.order.public_id}"
+        ),
+        "wallet": ledger.AccountKey(buyer, Purpose.WALLET, currency),
+        "payable": ledger.AccountKey(
+            f"org:{lease.provider.public_id}", Purpose.PROVIDER_PAYABLE, currency
+        ),
+        "revenue": ledger.AccountKey(PLATFORM, Purpose.PLATFORM_FEE_REVENUE, currency),
+    }
+    ids = ledger.open_accounts(list(keys.values()), now=lease.created_at)
+    return {name: ids[key] for name, key in keys.items()}
+
+
+def _sla_credit_share(
+    market_target: Decimal, schedule: list[list[str]], availability: Decimal
+) -> Decimal:
+    """The largest credit share whose threshold the availability falls below (0 if none)."""
+    share = Decimal(0)
+    for below, credit in schedule or [[str(market_target), "0.10"]]:
+        if availability < Decimal(below):
+            share = max(share, Decimal(credit))
+    return share
+
+
+def _part(minor: int, fraction: Decimal, currency: str) -> int:
+    """A fraction of an amount, through the one rounding function (half-even)."""
+    return cost(to_major(minor, currency) * fraction, 1, currency)
+
+
+def settle(*, lease: Lease, now: dt.datetime) -> Settlement | None:
+    """Settle what was delivered since the last settlement (and, once ended, close the books).
+    Returns the new settlement, or None when there was nothing new to settle."""
+    with transaction.atomic():
+        lease = _locked(lease)
+        lease = Lease.objects.select_related("market", "buyer", "provider", "order").get(
+            pk=lease.pk
+        )
+        done = list(lease.settlements.order_by("number"))
+        if done and done[-1].final:
+            return None
+        through = metering.last_event_id()
+        end = lease.closed_at or min(now, lease.ends_at)
+        delivered = metering.delivered_unit_seconds(
+            subject(lease), units=lease.units, start=lease.starts_at, end=end, through_id=through
+        )
+        before = done[-1].delivered_unit_seconds if done else 0
+        charged = sum(s.charge for s in done)
+        fees_charged = sum(s.buyer_fee for s in done)
+        closed_at = lease.closed_at
+        final = closed_at is not None
+        new = delivered - before
+        if new <= 0 and not final:
+            return None
+        full_seconds = lease.units * lease.duration_hours * 3600
+        charge = min(
+            cost(lease.price * new / Decimal(3600), 1, lease.market.currency), lease.cost - charged
+        )
+        currency = lease.market.currency
+        buyer_fee = min(
+            _part(lease.buyer_fee, Decimal(new) / full_seconds, currency),
+            lease.buyer_fee - fees_charged,
+        )
+        platform_fee = _part(charge, lease.market.fee_bps / BP, currency)
+        sla_credit = refund = 0
+        availability: Decimal | None = None
+        if closed_at is not None:
+            expected = lease.units * int((closed_at - lease.starts_at).total_seconds())
+            availability = (
+                (Decimal(delivered) / expected).quantize(Decimal("0.000001"))
+                if expected
+                else Decimal(1)
+            )
+            share = _sla_credit_share(
+                lease.market.sla_target, lease.market.sla_credit_schedule, availability
+            )
+            sla_credit = _part(charged + charge, share, currency)
+            if lease.status == LeaseStatus.RECLAIMED:
+                undelivered = lease.cost - charged - charge
+                sla_credit += _part(undelivered, settings.LEASE_RECLAIM_PENALTY_BPS / BP, currency)
+            refund = (
+                (lease.cost + lease.buyer_fee) - (charged + charge) - (fees_charged + buyer_fee)
+            )
+        number = len(done) + 1
+        settlement = Settlement.objects.create(
+            lease=lease,
+            number=number,
+            at=now,
+            events_through=through,
+            delivered_unit_seconds=max(delivered, before),
+            charge=charge,
+            buyer_fee=buyer_fee,
+            platform_fee=platform_fee,
+            sla_credit=sla_credit,
+            refund=refund,
+            availability=availability,
+            final=final,
+        )
+        _pay(lease, settlement, now=now)
+    return settlement
+
+
+def _pay(lease: Lease, s: Settlement, *, now: dt.datetime) -> None:
+    accounts = _accounts(lease)
+    meta = {"lease": str(lease.public_id), "settlement": s.number}
+
+    def leg(name: str, debit: str, credit: str, amount: int) -> ledger.NewTransfer:
+        return ledger.NewTransfer(
+            id=uuid.uuid5(NAMESPACE, f"{lease.public_id}:{s.number}:{name}"),
+            debit_account_id=accounts[debit],
+            credit_account_id=accounts[credit],
+            amount=amount,
+            metadata={**meta, "leg": name},
+        )
+
+    legs = [
+        ("provider", "hold", "payable", s.charge - s.platform_fee),
+        ("fees", "hold", "revenue", s.platform_fee + s.buyer_fee),
+        ("sla_credit", "payable", "wallet", s.sla_credit),
+        ("refund", "hold", "wallet", s.refund),
+    ]
+    transfers = [leg(name, d, c, amount) for name, d, c, amount in legs if amount > 0]
+    results = ledger.create_transfers(transfers, now=now)
+    refused = [
+        (t.metadata["leg"], r)
+        for t, r in zip(transfers, results, strict=True)
+        if r not in (ledger.Result.OK, ledger.Result.EXISTS)
+    ]
+    if refused:
+        raise RuntimeError(f"settlement {s.number} of lease {lease.public_id}: {refused}")
+
+
+def settle_due(*, now: dt.datetime) -> int:
+    """Beat: settle every live lease (each in its own transaction)."""
+    count = 0
+    for lease in Lease.objects.filter(status__in=LIVE_LEASE_STATUSES, starts_at__lt=now):
+        if settle(lease=lease, now=now) is not None:
+            count += 1
+    return count
