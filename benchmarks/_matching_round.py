@@ -116,7 +116,7 @@ def build(seed: int = 7) -> dict[str, float]:
                 Offer(
                     market=market,
                     pool=pool,
-                    units=rng.randint(20, 60) * (ORDERS // 10_000),
+                    units=rng.randint(2, 6) * max(1, ORDERS // 1_000),
                     available_from=NOW - HOUR,
                     available_until=NOW + 30 * 24 * HOUR,
                     min_price=(ref * region_discount * noise).quantize(Decimal("0.01")),

@@ -199,3 +199,18 @@ def test_events_too_far_ahead_or_too_late_are_refused() -> None:
         metering.Outcome.ACCEPTED,
         metering.Outcome.DUPLICATE,
     ]
+
+
+def test_the_periodic_settlement_settles_each_live_lease_once(lease: Lease) -> None:
+    heartbeats(lease, range(60))
+
+    assert leases.settle_due(now=NOW + HOUR) == 1
+    assert leases.settle_due(now=NOW + HOUR) == 0  # a re-run finds nothing new
+
+    settlement = Settlement.objects.get()
+    assert (settlement.delivered_unit_seconds, settlement.charge, settlement.final) == (
+        14_400,
+        32_000,
+        False,
+    )
+    assert Transfer.objects.filter(metadata__lease=str(lease.public_id)).count() == 2
