@@ -18,8 +18,11 @@ from marketplace.models import (
     Invitation,
     KybStatus,
     Membership,
+    Notification,
     Organization,
     User,
+    WebhookAttempt,
+    WebhookEndpoint,
 )
 
 
@@ -133,3 +136,45 @@ class DeviceModelAdmin(admin.ModelAdmin[DeviceModel]):
     @admin.display(description=_("SCU per device"))
     def scu_per_device(self, device: DeviceModel) -> str:
         return f"{device.scu():.3f}"
+
+
+@admin.register(WebhookEndpoint)
+class WebhookEndpointAdmin(admin.ModelAdmin[WebhookEndpoint]):
+    list_display = ["url", "organization", "active", "created_at"]
+    list_filter = ["active"]
+    readonly_fields = ["secret", "created_at"]
+
+
+@admin.register(Notification)
+class NotificationAdmin(admin.ModelAdmin[Notification]):
+    """Read-only: notifications are written by the services that make the changes."""
+
+    list_display = ["kind", "organization", "lease", "created_at", "emailed_at"]
+    list_filter = ["kind"]
+    readonly_fields = [f.name for f in Notification._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Notification | None = None) -> bool:
+        return False
+
+
+@admin.register(WebhookAttempt)
+class WebhookAttemptAdmin(admin.ModelAdmin[WebhookAttempt]):
+    list_display = ["notification", "endpoint", "number", "status_code", "delivered", "at"]
+    list_filter = ["delivered"]
+    readonly_fields = [f.name for f in WebhookAttempt._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(
+        self, request: HttpRequest, obj: WebhookAttempt | None = None
+    ) -> bool:
+        return False
+
+    def has_delete_permission(
+        self, request: HttpRequest, obj: WebhookAttempt | None = None
+    ) -> bool:
+        return False

@@ -7,12 +7,15 @@ A secret may also come from a file: ``NAME_FILE`` holds the path of a file conta
 
 from __future__ import annotations
 
+import base64
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.core.exceptions import ImproperlyConfigured
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -61,6 +64,16 @@ class Env:
     def strings(self, name: str, default: list[str], *, required: bool = False) -> list[str]:
         value = self.string(name, ",".join(default), required=required)
         return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def derived_key(secret: str, purpose: str) -> str:
+    """A Fernet key (URL-safe base64 of 32 bytes) derived from ``secret`` with HKDF-SHA256 for one
+    ``purpose``: the same inputs always give the same key, and keys for different purposes are
+    unrelated. For development only, where the one secret is ``SECRET_KEY``."""
+    raw = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose.encode()).derive(
+        secret.encode()
+    )
+    return base64.urlsafe_b64encode(raw).decode()
 
 
 def database_from_url(url: str) -> dict[str, Any]:

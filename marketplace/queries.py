@@ -2,26 +2,36 @@
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import hmac
+import io
 import re
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
+from django.conf import settings
 from django.db.models import (
     CharField,
+    Count,
     F,
     Max,
     Min,
     Prefetch,
+    Q,
     QuerySet,
     Sum,
+    TextChoices,
     Value,
     Window,
 )
 from django.db.models.functions import Cast, Concat, Lag
+from django.utils.translation import gettext_lazy as _
 
+from ledger import metering
+from ledger.money import cost
 from marketplace.compat import REASONS, Demand, Location, Supply, exclusion
 from marketplace.models import (
     LIVE_LEASE_STATUSES,
@@ -30,6 +40,7 @@ from marketplace.models import (
     ClearingRound,
     Invitation,
     Lease,
+    LeaseEvent,
     Market,
     Membership,
     Offer,
@@ -37,10 +48,12 @@ from marketplace.models import (
     Order,
     Organization,
     RoundClass,
+    Settlement,
     Site,
     User,
 )
 from marketplace.services import hash_secret
+from marketplace.services.leases import subject as lease_subject
 from marketplace.services.market import OrderRequest
 
 _API_KEY = re.compile(r"^sx_([0-9a-f]{12})_([A-Za-z0-9_-]{20,100})$")
@@ -509,3 +522,282 @@ def depth(market: Market, *, now: dt.datetime) -> list[Depth]:
             )
         )
     return out
+
+
+# --------------------------------------------------------------------------- leases
+
+
+class LeaseRole(TextChoices):
+    """An organization's side of a lease."""
+
+    BUYER = "buyer", _("Buyer")
+    PROVIDER = "provider", _("Provider")
+
+
+def leases_of(organization: Organization | None, *, role: str | None = None) -> QuerySet[Lease]:
+    """The leases an organization is party to, as buyer or provider (``role`` narrows to one
+    side), newest first; ``None``: every lease (the regulator's read-only view)."""
+    leases = Lease.objects.select_related(
+        "market", "buyer", "provider", "order", "offer", "pool__site", "pool__device_model"
+    ).order_by("-pk")
+    if organization is None:
+        return leases
+    if role == LeaseRole.BUYER:
+        return leases.filter(buyer=organization)
+    if role == LeaseRole.PROVIDER:
+        return leases.filter(provider=organization)
+    return leases.filter(Q(buyer=organization) | Q(provider=organization))
+
+
+def lease_with_history(leases: QuerySet[Lease], public_id: uuid.UUID) -> Lease | None:
+    """One lease of ``leases`` with its settlements (by number) and events (by time)."""
+    return (
+        leases.filter(public_id=public_id)
+        .prefetch_related(
+            Prefetch("settlements", queryset=Settlement.objects.order_by("number")),
+            Prefetch("events", queryset=LeaseEvent.objects.order_by("at", "pk")),
+        )
+        .first()
+    )
+
+
+@dataclass(frozen=True)
+class LeaseSummary:
+    """A lease as it stands at ``as_of``. Money in the lease market's minor units."""
+
+    as_of: dt.datetime
+    status: str
+    currency: str
+    elapsed_seconds: int  # of the lease's window, up to its end or now
+    delivered_unit_seconds: int
+    availability: Decimal | None  # delivered ÷ (units × elapsed); None before the start
+    charged: int  # Σ settlement charges
+    buyer_fees: int  # Σ settlement buyer fees
+    platform_fees: int  # Σ settlement platform fees
+    sla_credits: int  # Σ credits to the buyer (with any reclaim penalty)
+    refunded: int  # what the final settlement returned to the buyer
+    unsettled_estimate: int  # price × delivered since the last settlement: an estimate
+    settlements: int
+    next_settlement_at: dt.datetime | None  # None once the lease is settled for good
+
+    @property
+    def unit_hours_delivered(self) -> Decimal:
+        return (Decimal(self.delivered_unit_seconds) / 3600).quantize(Decimal("0.01"))
+
+    @property
+    def cost_so_far(self) -> int:
+        """Charged plus the unsettled estimate (so itself an estimate while the lease runs)."""
+        return self.charged + self.unsettled_estimate
+
+
+def lease_summaries(leases: Sequence[Lease], *, now: dt.datetime) -> dict[int, LeaseSummary]:
+    """Live summaries (by lease pk): status, availability and usage so far, what was charged and
+    an estimate of what was delivered since the last settlement, and when the next one is due.
+
+    A lease settled for good reads what its final settlement counted; a running one asks metering
+    for the heartbeats so far (one query each; the settlements' sums take one query for all).
+    Heartbeats count whole minutes, so availability is capped at 1 within a minute."""
+    sums = {
+        row["lease_id"]: row
+        for row in Settlement.objects.filter(lease__in=[lease.pk for lease in leases])
+        .values("lease_id")
+        .annotate(
+            charged=Sum("charge"),
+            buyer_fees=Sum("buyer_fee"),
+            platform_fees=Sum("platform_fee"),
+            sla_credits=Sum("sla_credit"),
+            refunded=Sum("refund"),
+            delivered=Max("delivered_unit_seconds"),  # cumulative, never decreasing
+            last_at=Max("at"),
+            count=Count("pk"),
+            finals=Count("pk", filter=Q(final=True)),
+        )
+    }
+    through: int | None = None
+    interval = dt.timedelta(seconds=settings.SETTLEMENT_INTERVAL_SECONDS)
+    out = {}
+    for lease in leases:
+        done = sums.get(lease.pk, {})
+        settled = done.get("delivered") or 0
+        end = lease.closed_at or min(now, lease.ends_at)
+        elapsed = max(0, int((end - lease.starts_at).total_seconds()))
+        final = bool(done.get("finals"))
+        if final or elapsed == 0:
+            delivered = settled
+        else:
+            if through is None:
+                through = metering.last_event_id()
+            delivered = metering.delivered_unit_seconds(
+                lease_subject(lease),
+                units=lease.units,
+                start=lease.starts_at,
+                end=end,
+                through_id=through,
+            )
+        charged = done.get("charged") or 0
+        estimate = 0
+        if not final and delivered > settled:
+            new = Decimal(delivered - settled)
+            estimate = min(
+                cost(lease.price * new / 3600, 1, lease.market.currency), lease.cost - charged
+            )
+        availability = None
+        if elapsed:
+            ratio = Decimal(delivered) / (lease.units * elapsed)
+            availability = min(Decimal(1), ratio).quantize(Decimal("0.000001"))
+        out[lease.pk] = LeaseSummary(
+            as_of=now,
+            status=lease.status,
+            currency=lease.market.currency,
+            elapsed_seconds=elapsed,
+            delivered_unit_seconds=delivered,
+            availability=availability,
+            charged=charged,
+            buyer_fees=done.get("buyer_fees") or 0,
+            platform_fees=done.get("platform_fees") or 0,
+            sla_credits=done.get("sla_credits") or 0,
+            refunded=done.get("refunded") or 0,
+            unsettled_estimate=estimate,
+            settlements=done.get("count") or 0,
+            next_settlement_at=None
+            if final or lease.closed_at is not None
+            else max(done.get("last_at") or lease.starts_at, lease.starts_at) + interval,
+        )
+    return out
+
+
+def lease_summary(lease: Lease, *, now: dt.datetime) -> LeaseSummary:
+    return lease_summaries([lease], now=now)[lease.pk]
+
+
+# --------------------------------------------------------------------------- statements
+
+
+def month_bounds(month: str) -> tuple[dt.datetime, dt.datetime] | None:
+    """``"2026-11"`` → [2026-11-01, 2026-12-01) in UTC; None for anything else."""
+    match = re.fullmatch(r"(\d{4})-(\d{2})", month)
+    if match is None or not 1 <= int(match[2]) <= 12:
+        return None
+    year, number = int(match[1]), int(match[2])
+    try:
+        start = dt.datetime(year, number, 1, tzinfo=dt.UTC)
+        end = dt.datetime(year + number // 12, number % 12 + 1, 1, tzinfo=dt.UTC)
+    except ValueError:  # the month after 9999-12
+        return None
+    return start, end
+
+
+@dataclass(frozen=True)
+class StatementLine:
+    """One settlement as one side of its lease sees it, in minor units."""
+
+    at: dt.datetime
+    lease: uuid.UUID
+    settlement: int
+    final: bool
+    charge: int
+    fee: int  # buyer: the buyer fee; provider: the platform fee
+    sla_credit: int  # buyer: received; provider: paid (with any reclaim penalty)
+    refund: int  # buyer: the rest of the hold returned at the end; provider: always 0
+    net: int  # buyer: charge + fee − credit (what it cost); provider: charge − fee − credit
+
+
+_TOTALS = ("charge", "fee", "sla_credit", "refund", "net")
+
+
+@dataclass(frozen=True)
+class StatementTotals:
+    charge: int
+    fee: int
+    sla_credit: int
+    refund: int
+    net: int
+
+
+@dataclass(frozen=True)
+class StatementSide:
+    lines: list[StatementLine]
+
+    @property
+    def totals(self) -> StatementTotals:
+        return StatementTotals(
+            *(sum(getattr(line, name) for line in self.lines) for name in _TOTALS)
+        )
+
+
+@dataclass(frozen=True)
+class MonthlyStatement:
+    organization: Organization
+    month: str  # yyyy-mm
+    currency: str
+    start: dt.datetime
+    end: dt.datetime
+    buyer: StatementSide  # settlements of leases it bought
+    provider: StatementSide  # settlements of leases it provided
+
+
+def monthly_statement(
+    organization: Organization, *, start: dt.datetime, end: dt.datetime, currency: str
+) -> MonthlyStatement:
+    """The settlements made in ``[start, end)`` of the organization's leases in ``currency``:
+    as buyer (charges, buyer fees, SLA credits received, refunds) and as provider (charges,
+    platform fees, SLA credits paid, net proceeds), oldest first, with totals."""
+    settlements = (
+        Settlement.objects.filter(
+            Q(lease__buyer=organization) | Q(lease__provider=organization),
+            lease__market__currency=currency,
+            at__gte=start,
+            at__lt=end,
+        )
+        .select_related("lease")
+        .order_by("at", "lease_id", "number")
+    )
+    bought, provided = [], []
+    for s in settlements:
+        common = (s.at, s.lease.public_id, s.number, s.final, s.charge)
+        if s.lease.buyer_id == organization.pk:
+            net = s.charge + s.buyer_fee - s.sla_credit
+            bought.append(StatementLine(*common, s.buyer_fee, s.sla_credit, s.refund, net))
+        if s.lease.provider_id == organization.pk:
+            net = s.charge - s.platform_fee - s.sla_credit
+            provided.append(StatementLine(*common, s.platform_fee, s.sla_credit, 0, net))
+    month = start.strftime("%Y-%m")
+    return MonthlyStatement(
+        organization, month, currency, start, end, StatementSide(bought), StatementSide(provided)
+    )
+
+
+STATEMENT_CSV_HEADER = [
+    "line",
+    "role",
+    "settled_at",
+    "lease",
+    "settlement",
+    "final",
+    "charge_minor",
+    "fee_minor",
+    "sla_credit_minor",
+    "refund_minor",
+    "net_minor",
+    "currency",
+]
+
+
+def statement_csv(statement: MonthlyStatement) -> str:
+    """One row per settlement and side (``fee`` is the buyer fee for the buyer, the platform fee
+    for the provider), then one ``total`` row per side. Amounts in minor units."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(STATEMENT_CSV_HEADER)
+    sides = [(LeaseRole.BUYER, statement.buyer), (LeaseRole.PROVIDER, statement.provider)]
+    for role, side in sides:
+        for line in side.lines:
+            when, final = line.at.isoformat(), "true" if line.final else "false"
+            amounts = [line.charge, line.fee, line.sla_credit, line.refund, line.net]
+            row = ["settlement", role.value, when, line.lease, line.settlement, final, *amounts]
+            writer.writerow([*row, statement.currency])
+    for role, side in sides:
+        t = side.totals
+        amounts = [t.charge, t.fee, t.sla_credit, t.refund, t.net]
+        writer.writerow(["total", role.value, "", "", "", "", *amounts, statement.currency])
+    return buffer.getvalue()

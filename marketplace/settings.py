@@ -12,7 +12,7 @@ import django_stubs_ext
 from celery.schedules import crontab
 from django.utils.translation import gettext_lazy as _
 
-from marketplace.env import Env, database_from_url, read_env_file
+from marketplace.env import Env, database_from_url, derived_key, read_env_file
 from marketplace.logs import configure_structlog, structured_formatter
 
 django_stubs_ext.monkeypatch()  # lets runtime code write admin.ModelAdmin[Model] like the stubs
@@ -226,10 +226,26 @@ SPECTACULAR_SETTINGS = {
         "OfferStatusEnum": "marketplace.models.market.OfferStatus",
         "QuantityKindEnum": "marketplace.models.market.QuantityKind",
         "KybStatusEnum": "marketplace.models.accounts.KybStatus",
+        "LeaseRoleEnum": "marketplace.queries.LeaseRole",
+        "RoleEnum": "marketplace.models.accounts.Role",
+        "LeaseStatusEnum": "marketplace.models.clearing.LeaseStatus",
     },
 }
 IDEMPOTENCY_KEY_TTL_HOURS = env.integer("IDEMPOTENCY_KEY_TTL_HOURS", 48)
 API_KEY_LAST_USED_RESOLUTION_SECONDS = 60
+
+# --------------------------------------------------------------------------- leases
+
+# A provider may reclaim a lease only with this much notice, and then owes the buyer this share
+# (basis points) of the undelivered value on top of the refund.
+LEASE_RECLAIM_NOTICE_HOURS = env.integer("LEASE_RECLAIM_NOTICE_HOURS", 1)
+LEASE_RECLAIM_PENALTY_BPS = env.integer("LEASE_RECLAIM_PENALTY_BPS", 1000)
+# Live leases are settled this often (the beat schedule below); lease pages show when next.
+SETTLEMENT_INTERVAL_SECONDS = env.integer("SETTLEMENT_INTERVAL_SECONDS", 3600)
+
+# Outgoing webhooks: a failed POST is retried after 30 s, 60 s, 120 s, ... at most 6 attempts.
+WEBHOOK_RETRY_SECONDS = env.integer("WEBHOOK_RETRY_SECONDS", 30)
+WEBHOOK_MAX_ATTEMPTS = env.integer("WEBHOOK_MAX_ATTEMPTS", 6)
 
 # --------------------------------------------------------------------------- Celery
 
@@ -253,7 +269,7 @@ CELERY_BEAT_SCHEDULE = {
     "market-expiry": {"task": "marketplace.tasks.expire_orders_and_offers", "schedule": 10.0},
     "leases-settle": {
         "task": "marketplace.tasks.settle_leases",
-        "schedule": float(env.integer("SETTLEMENT_INTERVAL_SECONDS", 3600)),
+        "schedule": float(SETTLEMENT_INTERVAL_SECONDS),
     },
     "leases-end": {"task": "marketplace.tasks.end_due_leases", "schedule": 30.0},
     # Each market clears at its own interval; the task clears every slot that is due and not done.
@@ -282,19 +298,25 @@ MATCHING_MIP_TIME_LIMIT = float(env.integer("MATCHING_MIP_TIME_LIMIT_SECONDS", 5
 # drops each class's marginal trade).
 MATCHING_TRADE_REDUCTION = env.boolean("MATCHING_TRADE_REDUCTION", False)
 
-# --------------------------------------------------------------------------- leases
-
-# A provider may reclaim a lease only with this much notice, and then owes the buyer this share
-# (basis points) of the undelivered value on top of the refund.
-LEASE_RECLAIM_NOTICE_HOURS = env.integer("LEASE_RECLAIM_NOTICE_HOURS", 1)
-LEASE_RECLAIM_PENALTY_BPS = env.integer("LEASE_RECLAIM_PENALTY_BPS", 1000)
-
 # --------------------------------------------------------------------------- ledger
 
 # Base64 of the 32-byte Ed25519 seed that signs ledger checkpoints (development: generated in var/).
 LEDGER_SIGNING_KEY = env.string("LEDGER_SIGNING_KEY", "", required=True)
 LEDGER_CHECKPOINT_EVERY = env.integer("LEDGER_CHECKPOINT_EVERY", 1000)  # transfers...
 LEDGER_CHECKPOINT_SECONDS = env.integer("LEDGER_CHECKPOINT_SECONDS", 60)  # ...or seconds
+
+# --------------------------------------------------------------------------- provider agents
+
+# Fernet key(s) that encrypt the access details agents post for buyers. Several keys may be given,
+# comma-separated, to rotate: the first encrypts, any of them decrypts. Development derives one
+# from SECRET_KEY (HKDF), so nothing needs setting locally.
+LEASE_ACCESS_KEY = env.string("LEASE_ACCESS_KEY", "", required=True) or derived_key(
+    SECRET_KEY, "suanli lease access v1"
+)
+# A metering event may be this late: one dated before the lease's open settlement period (its last
+# settlement, or its start) minus the grace is refused as too late; one inside it is an adjustment
+# in the next settlement.
+METERING_GRACE_SECONDS = env.integer("METERING_GRACE_SECONDS", 3600)
 
 # --------------------------------------------------------------------------- logging
 

@@ -1,8 +1,8 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
-from marketplace import views, views_market
+from marketplace import views, views_leases, views_market
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -36,6 +36,16 @@ urlpatterns = [
         "supply/offers/<uuid:offer_id>/<slug:action>/",
         views_market.offer_action,
         name="offer-action",
+    ),
+    path("leases/", views_leases.lease_list, name="leases"),
+    path("leases/<uuid:lease_id>/", views_leases.lease_detail, name="lease"),
+    path("leases/<uuid:lease_id>/end/", views_leases.lease_end, name="lease-end"),
+    path("leases/<uuid:lease_id>/reclaim/", views_leases.lease_reclaim, name="lease-reclaim"),
+    path("statements/", views_leases.statement, name="statement"),
+    re_path(
+        r"^statements/(?P<month>[0-9]{4}-[0-9]{2})\.csv$",
+        views_leases.statement_csv,
+        name="statement-csv",
     ),
     path("i18n/", include("django.conf.urls.i18n")),
     path("admin/", admin.site.urls),

@@ -45,12 +45,14 @@ from marketplace.models import (
     Lease,
     LeaseStatus,
     Market,
+    NotificationKind,
     Offer,
     OfferEvent,
     OfferStatus,
     Order,
     OrderEvent,
     OrderStatus,
+    Organization,
     QuantityKind,
     RoundClass,
 )
@@ -60,6 +62,7 @@ from marketplace.services.market import (
     apply_requested_cancels,
     market_lock_id,
 )
+from marketplace.services.notifications import notify
 from matching import engine, snapshot
 
 NAMESPACE = uuid.UUID("6f1d8a52-93c4-4e0b-8d7e-1b2c3d4e5f60")
@@ -337,6 +340,7 @@ def _write(
         ]
     )
     _create_leases(rnd, drafts)
+    _notify_scheduled(rnd, drafts, now=now)
     _move_money(rnd, plans, now=now)
     _update_orders(rnd, snap, clearing, plans, now=now)
     _update_offers({d.offer.pk: d.offer for d in drafts}, now=now, number=number)
@@ -420,6 +424,24 @@ def _create_leases(rnd: ClearingRound, drafts: Sequence[_LeaseDraft]) -> None:
             for d in drafts
         ),
     )
+
+
+def _notify_scheduled(
+    rnd: ClearingRound, drafts: Sequence[_LeaseDraft], *, now: dt.datetime
+) -> None:
+    """One ``lease.scheduled`` notification per buyer and provider organization per round."""
+    by_org: dict[int, list[str]] = defaultdict(list)
+    for d in drafts:
+        by_org[d.order.organization_id].append(str(d.public_id))
+        by_org[d.offer.pool.site.organization_id].append(str(d.public_id))
+    for org in Organization.objects.filter(pk__in=by_org).order_by("pk"):
+        leases = by_org[org.pk]
+        notify(
+            organizations=[org],
+            kind=NotificationKind.LEASE_SCHEDULED,
+            now=now,
+            payload={"round": rnd.number, "leases": leases[:1000], "count": len(leases)},
+        )
 
 
 def _move_money(

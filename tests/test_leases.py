@@ -36,7 +36,9 @@ def lease(market: Market, seller: Principal, pool: Pool, funded_buyer: Principal
     return Lease.objects.get()
 
 
-def heartbeats(lease: Lease, minutes: range, *, units: int = 4, source: str = "agent-1") -> list:
+def heartbeats(
+    lease: Lease, minutes: range, *, units: int = 4, source: str = "agent-1"
+) -> list[metering.Outcome]:
     events = [
         metering.Event(
             source=source,

@@ -23,6 +23,7 @@ PRODUCTION_ENV = {
     "DEFAULT_FROM_EMAIL": "Suanli <noreply@exchange.example.com>",
     "SITE_URL": "https://exchange.example.com",
     "LEDGER_SIGNING_KEY": "0FZyV8a4t1Yc0X3Zk9nBvQ2mXc7LpR5sTuWy1AzC3dE=",
+    "LEASE_ACCESS_KEY": "ZmDfcTF7_60GrrY167zsiPd67pEvs0aGOv2oasOM1Pg=",
 }
 
 
@@ -83,6 +84,7 @@ def test_required_value_missing_in_production_names_it() -> None:
         "ALLOWED_HOSTS",
         "EMAIL_HOST",
         "LEDGER_SIGNING_KEY",
+        "LEASE_ACCESS_KEY",
     ],
 )
 def test_production_settings_refuse_to_load_without(missing: str) -> None:

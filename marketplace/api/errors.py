@@ -20,7 +20,7 @@ def _first_validation_error(detail: Any, path: str = "") -> tuple[str | None, st
     """Walk DRF's nested ValidationError detail to its first (field path, code, message)."""
     if isinstance(detail, dict):
         for key, value in detail.items():
-            field = key if key != "non_field_errors" else ""
+            field = str(key) if key != "non_field_errors" else ""  # list items: 0, 1, …
             return _first_validation_error(value, f"{path}.{field}".strip(".") if field else path)
     if isinstance(detail, list) and detail:
         for index, value in enumerate(detail):

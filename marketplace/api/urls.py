@@ -1,5 +1,7 @@
-from django.urls import path
+from django.urls import path, re_path
 
+from marketplace.api import agent_views as agent
+from marketplace.api import lease_views as lease
 from marketplace.api import market_views as market
 from marketplace.api import views
 
@@ -45,4 +47,36 @@ urlpatterns = [
     path("orders/preview", market.OrderPreview.as_view(), name="api-order-preview"),
     path("orders/<str:order_id>", market.OrderDetail.as_view(), name="api-order"),
     path("orders/<str:order_id>/cancel", market.OrderCancel.as_view(), name="api-order-cancel"),
+    # The provider agent API (API keys with the provider-agent scope).
+    path("agent/leases", agent.AgentLeaseList.as_view(), name="api-agent-leases"),
+    path(
+        "agent/leases/<str:lease_id>/acknowledge",
+        agent.AgentLeaseAcknowledge.as_view(),
+        name="api-agent-lease-acknowledge",
+    ),
+    path(
+        "agent/leases/<str:lease_id>/ready",
+        agent.AgentLeaseReady.as_view(),
+        name="api-agent-lease-ready",
+    ),
+    path(
+        "agent/leases/<str:lease_id>/fail",
+        agent.AgentLeaseFail.as_view(),
+        name="api-agent-lease-fail",
+    ),
+    path("agent/events", agent.AgentEvents.as_view(), name="api-agent-events"),
+    path("leases", lease.LeaseList.as_view(), name="api-leases"),
+    path("leases/<str:lease_id>", lease.LeaseDetail.as_view(), name="api-lease"),
+    path("leases/<str:lease_id>/end", lease.LeaseEnd.as_view(), name="api-lease-end"),
+    path("leases/<str:lease_id>/reclaim", lease.LeaseReclaim.as_view(), name="api-lease-reclaim"),
+    re_path(
+        r"^statements/(?P<month>[0-9]{4}-[0-9]{2})\.csv$",
+        lease.StatementCsv.as_view(),
+        name="api-statement-csv",
+    ),
+    re_path(
+        r"^statements/(?P<month>[0-9]{4}-[0-9]{2})$",
+        lease.StatementView.as_view(),
+        name="api-statement",
+    ),
 ]

@@ -20,6 +20,7 @@ from marketplace.models.clearing import (
     LIVE_LEASE_STATUSES,
     ClearingRound,
     Lease,
+    LeaseAccess,
     LeaseEvent,
     LeaseStatus,
     RoundClass,
@@ -44,6 +45,12 @@ from marketplace.models.market import (
     UnfilledReason,
     event_data,
 )
+from marketplace.models.notifications import (
+    Notification,
+    NotificationKind,
+    WebhookAttempt,
+    WebhookEndpoint,
+)
 
 __all__ = [
     "LIVE_LEASE_STATUSES",
@@ -60,10 +67,13 @@ __all__ = [
     "KybStatus",
     "LatencyTier",
     "Lease",
+    "LeaseAccess",
     "LeaseEvent",
     "LeaseStatus",
     "Market",
     "Membership",
+    "Notification",
+    "NotificationKind",
     "Offer",
     "OfferEvent",
     "OfferStatus",
@@ -84,6 +94,8 @@ __all__ = [
     "UnfilledReason",
     "User",
     "UserManager",
+    "WebhookAttempt",
+    "WebhookEndpoint",
     "event_data",
     "normalize_email",
 ]

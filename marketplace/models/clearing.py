@@ -203,3 +203,17 @@ class Settlement(AppendOnly):
 
     def __str__(self) -> str:
         return f"settlement {self.number} of {self.lease_id}"
+
+
+class LeaseAccess(models.Model):
+    """How the buyer reaches a lease's machines, as the provider's agent posted it when the lease
+    became active. Only a Fernet token is stored (``LEASE_ACCESS_KEY``); the plaintext names the
+    lease, so a token copied onto another lease's row does not decrypt for it."""
+
+    lease = models.OneToOneField(Lease, on_delete=models.PROTECT, related_name="access_details")
+    ciphertext = models.TextField()
+    posted_by = models.CharField(max_length=64)
+    posted_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"access to {self.lease_id}"

@@ -38,9 +38,12 @@ from marketplace.models import (
     Lease,
     LeaseEvent,
     LeaseStatus,
+    NotificationKind,
+    Organization,
     Settlement,
 )
 from marketplace.services.market import BP
+from marketplace.services.notifications import notify
 
 NAMESPACE = uuid.UUID("0b6f1c8e-5d2a-4f7e-9c3b-8a1d2e3f4a5b")
 PLATFORM = "platform"
@@ -85,6 +88,12 @@ def mark_ready(*, lease: Lease, actor: str, now: dt.datetime) -> Lease:
         locked.status = LeaseStatus.ACTIVE
         locked.save(update_fields=["status"])
         _event(locked, "active", actor=actor, now=now)
+        notify(
+            organizations=[locked.buyer],
+            kind=NotificationKind.LEASE_READY,
+            lease=locked,
+            now=now,
+        )
     return locked
 
 
@@ -113,6 +122,13 @@ def give_reclaim_notice(*, lease: Lease, actor: str, at: dt.datetime, now: dt.da
         locked.reclaim_at = min(at, locked.ends_at)
         locked.save(update_fields=["reclaim_at"])
         _event(locked, "reclaim_notice", actor=actor, now=now, reason=locked.reclaim_at.isoformat())
+        notify(
+            organizations=[locked.buyer],
+            kind=NotificationKind.LEASE_RECLAIM_NOTICE,
+            lease=locked,
+            now=now,
+            payload={"reclaim_at": locked.reclaim_at.isoformat()},
+        )
     return locked
 
 
@@ -130,6 +146,13 @@ def end_lease(*, lease: Lease, how: str, actor: str, now: dt.datetime, reason: s
         locked.closed_by = actor
         locked.save(update_fields=["status", "closed_at", "close_reason", "closed_by"])
         _event(locked, how, actor=actor, now=now, reason=locked.close_reason)
+        notify(
+            organizations=[locked.buyer, locked.provider],
+            kind=NotificationKind.LEASE_ENDED,
+            lease=locked,
+            now=now,
+            payload={"status": locked.status, "reason": locked.close_reason},
+        )
         settle(lease=locked, now=now)
     return locked
 
@@ -259,7 +282,25 @@ def settle(*, lease: Lease, now: dt.datetime) -> Settlement | None:
         if settlement is not None:
             settlement.save()
             _pay([(lease, settlement)], now=now)
+            _notify_settled([(lease, settlement)], now=now)
     return settlement
+
+
+def _notify_settled(settled: list[tuple[Lease, Settlement]], *, now: dt.datetime) -> None:
+    """One ``lease.settled`` notification per organization and settlement run."""
+    by_org: dict[int, tuple[Organization, list[dict[str, object]]]] = {}
+    for lease, s in settled:
+        line = {"lease": str(lease.public_id), "settlement": s.number, "charge": s.charge}
+        for org in (lease.buyer, lease.provider):
+            by_org.setdefault(org.pk, (org, []))[1].append(line)
+    for org, lines in by_org.values():
+        notify(
+            organizations=[org],
+            kind=NotificationKind.LEASE_SETTLED,
+            lease=settled[0][0] if len(settled) == 1 else None,
+            now=now,
+            payload={"settlements": lines[:1000], "count": len(lines)},
+        )
 
 
 def _pay(settled: list[tuple[Lease, Settlement]], *, now: dt.datetime) -> None:
@@ -350,6 +391,7 @@ def settle_due(*, now: dt.datetime, batch: int = 2000) -> int:
             Settlement.objects.bulk_create([s for _, s in settled])
             if settled:
                 _pay(settled, now=now)
+                _notify_settled(settled, now=now)
             count += len(settled)
     return count
 

@@ -1,0 +1,304 @@
+"""Leases in the portal: each lease live (htmx refreshes the list and a lease's summary every
+5 s), a buyer's early end, a provider's reclaim notice, and the monthly statement (HTML, CSV).
+
+Thin function views like ``views_market.py``: leases are scoped to the acting organization (as
+buyer or provider); regulators read every lease and change none.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpResponse
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+from django.views.decorators.http import require_GET, require_POST
+
+from ledger.money import Money
+from marketplace import queries
+from marketplace.errors import DomainError, Forbidden, NotFound
+from marketplace.forms import LeaseFilterForm, ReclaimForm, StatementForm, attach
+from marketplace.models import LIVE_LEASE_STATUSES, Lease, Organization
+from marketplace.services import leases
+from marketplace.views import HtmxHttpRequest, _status
+from marketplace.views_market import _acting, _market_wide, _page, _principal, plain
+
+LIST_TEMPLATE = "marketplace/leases/leases.html"
+DETAIL_TEMPLATE = "marketplace/leases/lease.html"
+STATEMENT_TEMPLATE = "marketplace/leases/statement.html"
+EVENT_LABELS = {
+    "provisioning": gettext_lazy("Provisioning"),
+    "active": gettext_lazy("Active"),
+    "reclaim_notice": gettext_lazy("Reclaim notice"),
+    "completed": gettext_lazy("Completed"),
+    "cancelled": gettext_lazy("Ended early by the buyer"),
+    "reclaimed": gettext_lazy("Reclaimed"),
+    "failed": gettext_lazy("Failed"),
+}
+
+
+@dataclass(frozen=True)
+class LiveLease:
+    """A lease with its live summary, as one side (or a regulator) sees it; money as ``Money``."""
+
+    lease: Lease
+    summary: queries.LeaseSummary
+    role: str  # "buyer", "provider", or "" for a regulator
+
+    def _money(self, minor: int) -> Money:
+        return Money(minor, self.lease.market.currency)
+
+    @property
+    def price(self) -> Decimal:
+        return plain(self.lease.price)
+
+    @property
+    def cost(self) -> Money:
+        return self._money(self.lease.cost)
+
+    @property
+    def buyer_fee(self) -> Money:
+        return self._money(self.lease.buyer_fee)
+
+    @property
+    def charged(self) -> Money:
+        return self._money(self.summary.charged)
+
+    @property
+    def estimate(self) -> Money:
+        return self._money(self.summary.unsettled_estimate)
+
+    @property
+    def cost_so_far(self) -> Money:
+        return self._money(self.summary.cost_so_far)
+
+    @property
+    def buyer_fees(self) -> Money:
+        return self._money(self.summary.buyer_fees)
+
+    @property
+    def platform_fees(self) -> Money:
+        return self._money(self.summary.platform_fees)
+
+    @property
+    def sla_credits(self) -> Money:
+        return self._money(self.summary.sla_credits)
+
+    @property
+    def refunded(self) -> Money:
+        return self._money(self.summary.refunded)
+
+    @property
+    def availability_percent(self) -> Decimal | None:
+        availability = self.summary.availability
+        return None if availability is None else (availability * 100).quantize(Decimal("0.01"))
+
+
+def _live(leases_: list[Lease], organization: Organization | None) -> list[LiveLease]:
+    summaries = queries.lease_summaries(leases_, now=timezone.now())
+    return [
+        LiveLease(
+            lease,
+            summaries[lease.pk],
+            ""
+            if organization is None
+            else "buyer"
+            if lease.buyer_id == organization.pk
+            else "provider",
+        )
+        for lease in leases_
+    ]
+
+
+def _scope(request: HtmxHttpRequest) -> Organization | None:
+    """The organization whose leases the user sees; None for a regulator (every lease)."""
+    return None if _market_wide(request) else _acting(request).organization
+
+
+# --------------------------------------------------------------------------- the list
+
+
+@login_required
+@require_GET
+def lease_list(request: HtmxHttpRequest) -> HttpResponse:
+    """The page, or (htmx, every 5 s) just its table."""
+    organization = _scope(request)
+    filters = LeaseFilterForm(request.GET)
+    status = role = ""
+    if filters.is_valid():
+        status, role = filters.cleaned_data["status"], filters.cleaned_data["role"]
+    found = queries.leases_of(organization, role=role or None)
+    if status:
+        found = found.filter(status=status)
+    page = _page(request, found)
+    context = {
+        "filters": filters,
+        "leases": page,
+        "rows": _live(list(page), organization),
+        "market_wide": organization is None,
+        "status": status,
+    }
+    template = f"{LIST_TEMPLATE}#rows" if request.htmx else LIST_TEMPLATE
+    return render(request, template, context)
+
+
+# --------------------------------------------------------------------------- one lease
+
+
+def _visible_lease(request: HtmxHttpRequest, lease_id: uuid.UUID) -> Lease:
+    lease = queries.lease_with_history(queries.leases_of(_scope(request)), lease_id)
+    if lease is None:
+        raise NotFound(_("No such lease."))
+    return lease
+
+
+def _detail_context(request: HtmxHttpRequest, lease: Lease, **extra: Any) -> dict[str, Any]:
+    organization = _scope(request)
+    [live] = _live([lease], organization)
+    is_live = lease.status in LIVE_LEASE_STATUSES
+    context: dict[str, Any] = {
+        "live": live,
+        "lease": lease,
+        "market_wide": organization is None,
+        "settlements": [
+            (
+                s,
+                (Decimal(s.delivered_unit_seconds) / 3600).quantize(Decimal("0.01")),
+                Money(s.charge, lease.market.currency),
+            )
+            for s in lease.settlements.all()
+        ],
+        "events": [(e, EVENT_LABELS.get(e.kind, e.kind)) for e in lease.events.all()],
+        "can_end": is_live and live.role == "buyer",
+        "can_reclaim": is_live and live.role == "provider",
+    }
+    if context["can_reclaim"] and "reclaim_form" not in extra:
+        context["reclaim_form"] = ReclaimForm(initial=ReclaimForm.initial_for(timezone.now()))
+    return context | extra
+
+
+@login_required
+@require_GET
+def lease_detail(request: HtmxHttpRequest, lease_id: uuid.UUID) -> HttpResponse:
+    """The page, or (htmx, every 5 s) just its live summary."""
+    lease = _visible_lease(request, lease_id)
+    template = f"{DETAIL_TEMPLATE}#live" if request.htmx else DETAIL_TEMPLATE
+    return render(request, template, _detail_context(request, lease))
+
+
+@login_required
+@require_POST
+def lease_end(request: HtmxHttpRequest, lease_id: uuid.UUID) -> HttpResponse:
+    """The buyer ends the lease now and pays only for what was delivered."""
+    principal = _principal(request)
+    lease = _visible_lease(request, lease_id)
+    try:
+        if lease.buyer_id != principal.organization.pk:
+            raise Forbidden(_("Only the buyer may end a lease early."), code="not_lease_buyer")
+        principal.require_can_trade()
+        leases.end_lease(lease=lease, how="cancelled", actor=principal.actor, now=timezone.now())
+    except DomainError as error:
+        context = _detail_context(request, _visible_lease(request, lease_id), error=error)
+        return render(request, DETAIL_TEMPLATE, context, status=400)
+    messages.success(
+        request, _("Lease ended. You pay for what was delivered; the rest is back in your wallet.")
+    )
+    return redirect("lease", lease_id=lease.public_id)
+
+
+@login_required
+@require_POST
+def lease_reclaim(request: HtmxHttpRequest, lease_id: uuid.UUID) -> HttpResponse:
+    """The provider gives notice that it takes the lease's units back."""
+    principal = _principal(request)
+    lease = _visible_lease(request, lease_id)
+    form = ReclaimForm(request.POST)
+    if form.is_valid():
+        try:
+            if lease.provider_id != principal.organization.pk:
+                raise Forbidden(
+                    _("Only the provider may reclaim a lease."), code="not_lease_provider"
+                )
+            principal.require_can_trade()
+            leases.give_reclaim_notice(
+                lease=lease, actor=principal.actor, at=form.cleaned_data["at"], now=timezone.now()
+            )
+        except DomainError as error:
+            attach(form, error)
+        else:
+            messages.success(request, _("Reclaim notice given."))
+            return redirect("lease", lease_id=lease.public_id)
+    context = _detail_context(request, _visible_lease(request, lease_id), reclaim_form=form)
+    return render(request, DETAIL_TEMPLATE, context, status=_status(form))
+
+
+# --------------------------------------------------------------------------- statements
+
+
+def _statement(organization: Organization, form: StatementForm) -> queries.MonthlyStatement:
+    bounds = queries.month_bounds(form.cleaned_data["month"])
+    if bounds is None:  # the form's pattern allows only valid months
+        raise NotFound(_("No such statement."))
+    start, end = bounds
+    return queries.monthly_statement(
+        organization, start=start, end=end, currency=form.cleaned_data["currency"]
+    )
+
+
+@login_required
+@require_GET
+def statement(request: HtmxHttpRequest) -> HttpResponse:
+    """The acting organization's statement for a month and currency (this month by default)."""
+    organization = _acting(request).organization
+    initial = StatementForm.initial_for(timezone.now())
+    form = StatementForm(request.GET if request.GET else initial)
+    context: dict[str, Any] = {"form": form, "organization": organization}
+    if form.is_valid():
+        found = _statement(organization, form)
+        currency = found.currency
+        context |= {
+            "statement": found,
+            "sides": [
+                (_("As buyer"), "buyer", _money_side(found.buyer, currency)),
+                (_("As provider"), "provider", _money_side(found.provider, currency)),
+            ],
+        }
+    # The first visit shows this month; only a choice the user made can be rejected.
+    status = _status(form) if request.GET else 200
+    return render(request, STATEMENT_TEMPLATE, context, status=status)
+
+
+@dataclass(frozen=True)
+class MoneySide:
+    lines: list[tuple[queries.StatementLine, list[Money]]]
+    totals: list[Money]
+
+
+def _money_side(side: queries.StatementSide, currency: str) -> MoneySide:
+    def amounts(row: queries.StatementLine | queries.StatementTotals) -> list[Money]:
+        values = (row.charge, row.fee, row.sla_credit, row.refund, row.net)
+        return [Money(v, currency) for v in values]
+
+    return MoneySide([(line, amounts(line)) for line in side.lines], amounts(side.totals))
+
+
+@login_required
+@require_GET
+def statement_csv(request: HtmxHttpRequest, month: str) -> HttpResponse:
+    organization = _acting(request).organization
+    currency = request.GET.get("currency") or StatementForm.initial_for(timezone.now())["currency"]
+    form = StatementForm({"month": month, "currency": currency})
+    if not form.is_valid():
+        raise NotFound(_("No such statement."))
+    found = _statement(organization, form)
+    response = HttpResponse(queries.statement_csv(found), content_type="text/csv")
+    name = f"statement-{found.month}-{found.currency}.csv"
+    response["Content-Disposition"] = f'attachment; filename="{name}"'
+    return response
