@@ -6,26 +6,137 @@ settlement pass (``leases.settle_due``) values and pays them.
 
     make bench NAME=metering            # BENCH_QUICK=1: ~1,000 leases
 
-Prints ``record_events_per_s`` (service level, batches of 1,000), ``settle_10k_leases_s`` and the
-ledger's conservation after it.
+Then the agent API over HTTP: gunicorn (3 workers × 4 threads) and 4 client threads posting
+signed batches of 1,000 heartbeats to ``POST /api/v1/agent/events`` (``usage_events_per_s``).
+
+Prints ``usage_events_per_s`` (HTTP), ``record_events_per_s`` (service level, batches of 1,000),
+``settle_10k_leases_s`` and the ledger's conservation after it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import hmac
+import http.client
+import json
 import os
+import signal
+import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _matching_round as book
-from _harness import django_stack, report
+from _harness import ROOT, django_stack, report
 
 QUICK = "--quick" in sys.argv or os.environ.get("BENCH_QUICK") == "1"
 MINUTES = 10
 BATCH = 1000
+CLIENTS = 4
+HTTP_MINUTES = 3 if QUICK else 10  # minutes of heartbeats per lease posted over HTTP
+
+
+def agent_key() -> tuple[str, str]:
+    """A provider-agent key of the benchmark's provider: (bearer secret, signing key)."""
+    from marketplace import services
+    from marketplace.models import ApiKey, Organization, User
+
+    provider = Organization.objects.get(legal_name="Provider")
+    user = User.objects.create_user("agent@bench.test", "bench-password-123")
+    api_key, secret = services.create_api_key(
+        organization=provider, created_by=user, name="bench agent", scopes=["provider-agent"]
+    )
+    return secret, ApiKey.objects.get(pk=api_key.pk).secret_hash
+
+
+def post_batches(
+    port: int, secret: str, signing: str, bodies: list[bytes], errors: list[str]
+) -> None:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    for body in bodies:
+        digest = hmac.new(signing.encode(), body, hashlib.sha256).hexdigest()
+        headers = {
+            "Authorization": f"Bearer {secret}",
+            "Content-Type": "application/json",
+            "X-Suanli-Signature": f"sha256={digest}",
+        }
+        connection.request("POST", "/api/v1/agent/events", body=body, headers=headers)
+        response = connection.getresponse()
+        payload = response.read()
+        if response.status != 200:
+            errors.append(f"{response.status} {payload[:200]!r}")
+    connection.close()
+
+
+def http_phase(leases: list[tuple[str, int]]) -> dict[str, object]:
+    from api_orders import wait_ready
+
+    from marketplace.devstack import free_port
+
+    secret, signing = agent_key()
+    events = [
+        {
+            "specversion": "1.0",
+            "id": f"http:{public_id}:{m}",
+            "source": "bench-http-agent",
+            "type": "com.suanli.heartbeat",
+            "subject": f"lease:{public_id}",
+            "time": (book.NOW + dt.timedelta(minutes=MINUTES + m, seconds=5)).isoformat(),
+            "data": {"units_up": units},
+        }
+        for public_id, units in leases
+        for m in range(HTTP_MINUTES)
+    ]
+    bodies = [
+        json.dumps({"events": events[i : i + BATCH]}).encode() for i in range(0, len(events), BATCH)
+    ]
+    port = free_port()
+    env = {**os.environ, "DEBUG": "false", "LOG_LEVEL": "WARNING"}
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "marketplace.wsgi",
+            f"--bind=127.0.0.1:{port}",
+            "--workers=3",
+            "--threads=4",
+            "--worker-class=gthread",
+            "--log-level=warning",
+            "--timeout=120",
+        ],
+        cwd=ROOT,
+        env=env,
+        start_new_session=True,
+    )
+    errors: list[str] = []
+    try:
+        wait_ready(port, server)
+        threads = [
+            threading.Thread(
+                target=post_batches, args=(port, secret, signing, bodies[i::CLIENTS], errors)
+            )
+            for i in range(CLIENTS)
+        ]
+        started = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        elapsed = time.perf_counter() - started
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(30)
+    return {
+        "http_events": len(events),
+        "usage_events_per_s": round(len(events) / elapsed),
+        "http_errors": len(errors),
+        "http_error_samples": errors[:3],
+    }
 
 
 def main() -> None:
@@ -71,6 +182,7 @@ def main() -> None:
         settled = leases.settle_due(now=book.NOW + dt.timedelta(minutes=MINUTES))
         settling = time.perf_counter() - started
 
+        figures = http_phase([(str(lease.public_id), lease.units) for lease in all_leases])
         totals = Entry.objects.aggregate(c=Sum("credits_posted"), d=Sum("debits_posted"))
         charged = Settlement.objects.aggregate(s=Sum("charge"))["s"] or 0
         report(
@@ -85,6 +197,7 @@ def main() -> None:
                 "settle_leases_per_s": round(settled / settling),
                 "charged_minor": charged,
                 "imbalance": (totals["c"] or 0) - (totals["d"] or 0),
+                **figures,
                 "targets": {"usage_events_per_s": ">= 5000 (HTTP)", "settle_10k_leases_s": "<= 10"},
             },
         )
