@@ -615,3 +615,61 @@ def test_production_requires_the_lease_access_key() -> None:
 
     assert "LEASE_ACCESS_KEY must be set when DJANGO_ENV=production" in missing.stderr
     assert present.returncode == 0, present.stderr
+
+
+def test_a_batch_signed_with_another_providers_key_is_403_and_records_nothing(
+    lease: Lease,
+    agent_api: APIClient,
+    agent_key: tuple[ApiKey, str],
+    other_provider: Organization,
+    api_key_for: KeyMaker,
+) -> None:
+    _other, other_secret = api_key_for(other_provider, "provider-agent")
+    events = half_hour(lease)
+    body = json.dumps({"events": events}).encode()
+    before = state(lease)
+
+    with time_machine.travel(NOW + HOUR, tick=False):
+        response = post_events(agent_api, agent_key[1], events, signature=sign(other_secret, body))
+
+    assert (response.status_code, error_of(response)["code"]) == (403, "bad_signature")
+    assert state(lease) == before
+
+
+def test_end_to_end_the_agent_reports_and_settlement_pays_exactly(
+    lease: Lease,
+    agent_api: APIClient,
+    agent_key: tuple[ApiKey, str],
+    buyer_org: Organization,
+    provider_org: Organization,
+) -> None:
+    """Offer and order cleared into a lease (fixture); the agent provisions it and reports an
+    hour of heartbeats; the lease ends; the provider gets price × delivered − fee, the platform
+    the fees, the buyer the rest; Σ = 0 and the sealed ledger verifies."""
+    from django.db.models import Sum
+
+    from ledger.models import Account, Entry
+    from ledger.services import seal
+    from ledger.verify import verify
+
+    make_active(agent_api, lease)
+    hour = [heartbeat(lease, NOW + m * MINUTE + dt.timedelta(seconds=7), n=m) for m in range(60)]
+    with time_machine.travel(NOW + HOUR, tick=False):
+        assert post_events(agent_api, agent_key[1], hour).json()["accepted"] == 60
+    leases.end_lease(lease=lease, how="completed", actor="system:test", now=NOW + HOUR)
+
+    def balance(owner: str, purpose: str) -> int:
+        totals = Account.objects.filter(owner=owner, purpose=purpose).aggregate(
+            c=Sum("credits_posted"), d=Sum("debits_posted")
+        )
+        return (totals["c"] or 0) - (totals["d"] or 0)
+
+    # 4 unit-hours × 80.00 = 32,000 fen; 3% platform fee 960; buyer fee share 320.
+    assert balance(f"org:{provider_org.public_id}", "provider_payable") == 32_000 - 960
+    assert balance("platform", "platform_fee_revenue") == 960 + 320
+    assert balance(f"org:{buyer_org.public_id}", "wallet") == 1_000_000 - 32_000 - 320
+    assert balance(f"org:{buyer_org.public_id}", "order_hold") == 0
+    entries = Entry.objects.aggregate(c=Sum("credits_posted"), d=Sum("debits_posted"))
+    assert entries["c"] == entries["d"]
+    seal(now=NOW + 2 * HOUR)
+    assert verify().ok
