@@ -26,7 +26,7 @@ from marketplace import queries
 from marketplace.errors import DomainError, Forbidden, NotFound
 from marketplace.forms import LeaseFilterForm, ReclaimForm, StatementForm, attach
 from marketplace.models import LIVE_LEASE_STATUSES, Lease, Organization
-from marketplace.services import leases
+from marketplace.services import agent, leases
 from marketplace.views import HtmxHttpRequest, _status
 from marketplace.views_market import _acting, _market_wide, _page, _principal, plain
 
@@ -159,6 +159,14 @@ def _visible_lease(request: HtmxHttpRequest, lease_id: uuid.UUID) -> Lease:
     return lease
 
 
+def _access(request: HtmxHttpRequest, lease: Lease) -> dict[str, str] | None:
+    """The buyer's access details once the provider's agent has posted them."""
+    try:
+        return agent.access_details_for(_principal(request), lease)
+    except DomainError:
+        return None
+
+
 def _detail_context(request: HtmxHttpRequest, lease: Lease, **extra: Any) -> dict[str, Any]:
     organization = _scope(request)
     [live] = _live([lease], organization)
@@ -176,6 +184,7 @@ def _detail_context(request: HtmxHttpRequest, lease: Lease, **extra: Any) -> dic
             for s in lease.settlements.all()
         ],
         "events": [(e, EVENT_LABELS.get(e.kind, e.kind)) for e in lease.events.all()],
+        "access": _access(request, lease) if live.role == "buyer" else None,
         "can_end": is_live and live.role == "buyer",
         "can_reclaim": is_live and live.role == "provider",
     }

@@ -673,3 +673,28 @@ def test_end_to_end_the_agent_reports_and_settlement_pays_exactly(
     assert entries["c"] == entries["d"]
     seal(now=NOW + 2 * HOUR)
     assert verify().ok
+
+
+def test_the_buyer_reads_access_details_in_the_api_and_the_portal(
+    lease: Lease,
+    agent_api: APIClient,
+    buyer: User,
+    buyer_org: Organization,
+    provider_org: Organization,
+    api_key_for: KeyMaker,
+    logged_in: Callable[[User], Client],
+) -> None:
+    buyer_api = bearer(APIClient(), api_key_for(buyer_org, "read")[1])
+    provider_api = bearer(APIClient(), api_key_for(provider_org, "read")[1])
+    url = f"/api/v1/leases/{lease.public_id}/access"
+    assert error_of(buyer_api.get(url))["code"] == "access_not_ready"
+
+    make_active(agent_api, lease)
+
+    assert buyer_api.get(url).json() == {"access": ACCESS}
+    assert (provider_api.get(url).status_code, error_of(provider_api.get(url))["code"]) == (
+        403,
+        "not_the_buyer",
+    )
+    page = logged_in(buyer).get(f"/leases/{lease.public_id}/")
+    assert ACCESS["ssh"] in page.content.decode()

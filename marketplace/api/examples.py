@@ -728,6 +728,10 @@ EXAMPLES.update(
             },
         ),
         "leases_end": (None, ENDED_LEASE),
+        "leases_access_retrieve": (
+            None,
+            {"access": {"ssh": "ssh -p 2222 lease@gpu-7.qingyang.example", "password": "…"}},
+        ),
         "leases_reclaim": ({"at": "2026-11-24T12:00:00Z"}, RECLAIMED_LEASE),
         "statements_retrieve": (
             None,

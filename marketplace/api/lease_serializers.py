@@ -272,3 +272,10 @@ class StatementOut(serializers.Serializer[Any]):
     period_end = serializers.DateTimeField(source="end", help_text="exclusive")
     buyer = BuyerSideOut(help_text="settlements of the leases you bought")
     provider = ProviderSideOut(help_text="settlements of the leases you provided")
+
+
+class LeaseAccessOut(serializers.Serializer[dict[str, Any]]):
+    access = serializers.DictField(
+        child=serializers.CharField(),
+        help_text="What the provider's agent posted (e.g. an SSH command), decrypted for you.",
+    )

@@ -26,7 +26,7 @@ from marketplace.api.views import (
 )
 from marketplace.errors import Forbidden, InvalidInput, NotFound
 from marketplace.models import Lease, Market, Organization
-from marketplace.services import leases
+from marketplace.services import agent, leases
 
 
 def _lease(acting: Principal, lease_id: str) -> Lease:
@@ -88,6 +88,20 @@ class LeaseDetail(OrganizationScoped):
         acting = self.acting(request)
         acting.require_scope("read")
         return Response(_detail(acting, _lease(acting, lease_id), now=timezone.now()))
+
+
+class LeaseAccess(OrganizationScoped):
+    @extend_schema(
+        operation_id="leases_access_retrieve",
+        parameters=[ORGANIZATION_PARAMETER],
+        responses={200: s.LeaseAccessOut, **READ_ERRORS},
+        description="The access details the provider's agent posted for this lease, decrypted. "
+        "Only the buyer's members and `read` keys; 409 `access_not_ready` until posted.",
+    )
+    def get(self, request: Request, lease_id: str) -> Response:
+        acting = self.acting(request)
+        details = agent.access_details_for(acting, _lease(acting, lease_id))
+        return Response(s.LeaseAccessOut({"access": details}).data)
 
 
 class LeaseEnd(OrganizationScoped):

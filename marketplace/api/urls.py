@@ -67,6 +67,7 @@ urlpatterns = [
     path("agent/events", agent.AgentEvents.as_view(), name="api-agent-events"),
     path("leases", lease.LeaseList.as_view(), name="api-leases"),
     path("leases/<str:lease_id>", lease.LeaseDetail.as_view(), name="api-lease"),
+    path("leases/<str:lease_id>/access", lease.LeaseAccess.as_view(), name="api-lease-access"),
     path("leases/<str:lease_id>/end", lease.LeaseEnd.as_view(), name="api-lease-end"),
     path("leases/<str:lease_id>/reclaim", lease.LeaseReclaim.as_view(), name="api-lease-reclaim"),
     re_path(
