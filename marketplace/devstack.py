@@ -281,7 +281,13 @@ def run(port: int) -> int:
     for name, program in CHILDREN.items():  # left running by a run that was killed
         _kill_stale(pid[name], program)
     with embedded_servers(data_dir) as urls:
-        env = {**os.environ, **urls, "SUANLI_VAR_DIR": str(data_dir)}
+        # The demo settles every minute (production: hourly) unless told otherwise.
+        env = {
+            "SETTLEMENT_INTERVAL_SECONDS": "60",
+            **os.environ,
+            **urls,
+            "SUANLI_VAR_DIR": str(data_dir),
+        }
         (data_dir / RUN_ENV_FILE).write_text("".join(f"{k}={v}\n" for k, v in urls.items()))
         _manage(env, "migrate", "--noinput")
         fixtures = _fixtures()
