@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from django.core import mail
+from rest_framework.test import APIClient
 
 from marketplace.access import Principal
 from marketplace.models import (
@@ -19,6 +20,7 @@ from marketplace.models import (
     Notification,
     Organization,
     Pool,
+    User,
     WebhookAttempt,
     WebhookEndpoint,
 )
@@ -129,3 +131,54 @@ def test_lease_changes_notify(cleared: tuple[Lease, list[Callable[[], None]]]) -
         .values_list("kind", flat=True)
     )
     assert kinds == ["lease.ready", "lease.ended", "lease.ended", "lease.settled", "lease.settled"]
+
+
+def test_owners_manage_webhooks_in_the_api(
+    buyer: User, buyer_org: Organization, api_key_for: Callable[..., Any], logged_in: Any
+) -> None:
+    owner = logged_in(buyer)
+    created = owner.post(
+        "/api/v1/webhooks",
+        {"url": "https://hooks.test/in", "kinds": ["lease.ended"]},
+        content_type="application/json",
+        headers={"Idempotency-Key": "webhook-1", "X-Organization": str(buyer_org.public_id)},
+    )
+    assert created.status_code == 201
+    body = created.json()
+    endpoint = WebhookEndpoint.objects.get()
+    assert (body["url"], body["kinds"], body["secret"]) == (
+        "https://hooks.test/in",
+        ["lease.ended"],
+        endpoint.secret,
+    )
+    org = {"X-Organization": str(buyer_org.public_id)}
+    assert "secret" not in owner.get("/api/v1/webhooks", headers=org).json()["data"][0]
+
+    disabled = owner.post(f"/api/v1/webhooks/{endpoint.public_id}/disable", headers=org)
+
+    assert (disabled.status_code, disabled.json()["active"]) == (200, False)
+    assert not WebhookEndpoint.objects.get().wants("lease.ended")
+
+
+def test_webhooks_need_https_and_an_owner(
+    buyer: User, buyer_org: Organization, api_key_for: Callable[..., Any], logged_in: Any
+) -> None:
+    plain = logged_in(buyer).post(
+        "/api/v1/webhooks",
+        {"url": "http://hooks.test/in"},
+        content_type="application/json",
+        headers={"Idempotency-Key": "webhook-2", "X-Organization": str(buyer_org.public_id)},
+    )
+    key = api_key_for(buyer_org, "read", "trade")[1]
+    by_key = APIClient()
+    by_key.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+
+    assert (plain.status_code, plain.json()["error"]["code"]) == (400, "webhook_not_https")
+    denied = by_key.post(
+        "/api/v1/webhooks",
+        {"url": "https://x.test"},
+        format="json",
+        headers={"Idempotency-Key": "webhook-3"},
+    )
+    assert (denied.status_code, denied.json()["error"]["code"]) == (403, "owner_required")
+    assert not WebhookEndpoint.objects.exists()

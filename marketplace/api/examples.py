@@ -782,3 +782,22 @@ def add_examples(result: dict[str, Any], generator: Any, request: Any, public: b
                 if status.startswith("2") and content is not None:
                     content.setdefault("examples", {"example": {"value": response_example}})
     return result
+
+
+WEBHOOK = {
+    "id": "7c1e2d3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f",
+    "url": "https://ops.example.com/suanli/webhooks",
+    "kinds": ["lease.ended", "lease.ready"],
+    "active": True,
+    "created_at": "2026-11-23T12:00:00Z",
+}
+EXAMPLES.update(
+    {
+        "webhooks_list": (None, page(WEBHOOK)),
+        "webhooks_create": (
+            {"url": WEBHOOK["url"], "kinds": WEBHOOK["kinds"]},
+            {**WEBHOOK, "secret": "q1W2e3R4t5Y6u7I8o9P0a1S2d3F4g5H6j7K8l9Z0x1C"},
+        ),
+        "webhooks_disable": (None, {**WEBHOOK, "active": False}),
+    }
+)

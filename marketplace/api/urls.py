@@ -25,6 +25,12 @@ urlpatterns = [
     ),
     path("api-keys", views.ApiKeyListCreate.as_view(), name="api-keys"),
     path("api-keys/<str:key_id>/revoke", views.ApiKeyRevoke.as_view(), name="api-key-revoke"),
+    path("webhooks", views.WebhookList.as_view(), name="api-webhooks"),
+    path(
+        "webhooks/<str:endpoint_id>/disable",
+        views.WebhookDisable.as_view(),
+        name="api-webhook-disable",
+    ),
     path("devices", market.DeviceList.as_view(), name="api-devices"),
     path("markets", market.MarketList.as_view(), name="api-markets"),
     path("markets/<slug:slug>/book", market.BookView.as_view(), name="api-book"),

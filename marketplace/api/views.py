@@ -21,7 +21,8 @@ from marketplace.api.authentication import ORGANIZATION_HEADER, principal
 from marketplace.api.idempotency import HEADER as IDEMPOTENCY_HEADER
 from marketplace.api.idempotency import idempotent
 from marketplace.errors import Forbidden, NotFound
-from marketplace.models import ApiKey, Organization, User
+from marketplace.models import ApiKey, Organization, User, WebhookEndpoint
+from marketplace.services import notifications
 
 IDEMPOTENCY_PARAMETER = OpenApiParameter(
     IDEMPOTENCY_HEADER,
@@ -244,3 +245,79 @@ def _uuid(value: str) -> str:
         return str(uuid.UUID(value))
     except ValueError:
         raise NotFound(_("No such API key.")) from None
+
+
+class WebhookList(OrganizationScoped):
+    serializer_class = s.WebhookEndpointOut
+
+    @extend_schema(
+        operation_id="webhooks_list",
+        parameters=[ORGANIZATION_PARAMETER],
+        responses={200: s.WebhookEndpointOut(many=True), **READ_ERRORS},
+        description="The organization's webhook endpoints (owners only).",
+    )
+    def get(self, request: Request) -> Response:
+        acting = self.acting(request)
+        acting.require_owner()
+        endpoints = WebhookEndpoint.objects.filter(organization=acting.organization).order_by(
+            "-created_at", "-pk"
+        )
+        page = self.paginate_queryset(endpoints)
+        return self.get_paginated_response(s.WebhookEndpointOut(page, many=True).data)
+
+    @extend_schema(
+        operation_id="webhooks_create",
+        request=s.WebhookEndpointIn,
+        parameters=[IDEMPOTENCY_PARAMETER, ORGANIZATION_PARAMETER],
+        responses={201: s.WebhookEndpointCreatedOut, **ERROR_RESPONSES},
+        description="Subscribe an https URL to lease notifications (owners only). Deliveries "
+        "carry X-Suanli-Event, X-Suanli-Delivery and X-Suanli-Signature (HMAC-SHA256 of the "
+        "body under the secret, which this response shows once); failures are retried with "
+        "backoff.",
+    )
+    @idempotent
+    def post(self, request: Request) -> Response:
+        acting = self.acting(request)
+        acting.require_owner()
+        data = s.WebhookEndpointIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        endpoint = notifications.add_endpoint(principal=acting, **data.validated_data)
+        out = s.WebhookEndpointCreatedOut(endpoint).data
+        return _WebhookSecretResponse(out, status=status.HTTP_201_CREATED)
+
+
+class _WebhookSecretResponse(Response):
+    @property
+    def stored_data(self) -> Any:
+        return {**self.data, "secret": None}
+
+
+class WebhookDisable(OrganizationScoped):
+    @extend_schema(
+        operation_id="webhooks_disable",
+        request=None,
+        parameters=[ORGANIZATION_PARAMETER],
+        responses={200: s.WebhookEndpointOut, **ERROR_RESPONSES},
+        description="Stop delivering to an endpoint (owners only); it stays on record.",
+    )
+    def post(self, request: Request, endpoint_id: str) -> Response:
+        acting = self.acting(request)
+        public_id = _uuid_or_none(endpoint_id)
+        endpoint = (
+            WebhookEndpoint.objects.filter(
+                organization=acting.organization, public_id=public_id
+            ).first()
+            if public_id
+            else None
+        )
+        if endpoint is None:
+            raise NotFound(_("No such webhook endpoint."))
+        endpoint = notifications.disable_endpoint(principal=acting, endpoint=endpoint)
+        return Response(s.WebhookEndpointOut(endpoint).data)
+
+
+def _uuid_or_none(value: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return None

@@ -5,6 +5,7 @@ import django.db.models.deletion
 import django.utils.timezone
 import marketplace.models.notifications
 import importlib
+import uuid
 
 from django.db import migrations, models
 
@@ -35,6 +36,7 @@ class Migration(migrations.Migration):
             name='WebhookEndpoint',
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('public_id', models.UUIDField(default=uuid.uuid4, editable=False, unique=True)),
                 ('url', models.URLField(max_length=500, verbose_name='URL')),
                 ('secret', models.CharField(default=marketplace.models.notifications.new_secret, editable=False, max_length=64)),
                 ('kinds', django.contrib.postgres.fields.ArrayField(base_field=models.CharField(choices=[('lease.scheduled', 'Lease scheduled'), ('lease.ready', 'Lease ready'), ('lease.reclaim_notice', 'Reclaim notice'), ('lease.ended', 'Lease ended'), ('lease.settled', 'Lease settled')], max_length=32), blank=True, default=list, help_text='Empty: every kind.', size=None)),

@@ -7,6 +7,7 @@ and delivered after commit by a Celery task; every webhook attempt is a ``Webhoo
 from __future__ import annotations
 
 import secrets
+import uuid
 
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
@@ -33,6 +34,7 @@ def new_secret() -> str:
 class WebhookEndpoint(models.Model):
     """Where an organization wants its notifications POSTed, signed with ``secret``."""
 
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     organization = models.ForeignKey(
         Organization, on_delete=models.PROTECT, related_name="webhook_endpoints"
     )

@@ -25,7 +25,9 @@ from django.core.mail import send_mail
 from django.db import transaction
 from django.utils.translation import gettext as _
 
-from marketplace.models import Membership, Organization, Role
+from marketplace.access import Principal
+from marketplace.errors import InvalidInput
+from marketplace.models import Membership, NotificationKind, Organization, Role
 from marketplace.models.clearing import Lease
 from marketplace.models.notifications import Notification, WebhookAttempt, WebhookEndpoint
 
@@ -40,6 +42,34 @@ def _urllib_transport(url: str, body: bytes, headers: dict[str, str], timeout: f
             return int(response.status)
     except urllib.error.HTTPError as error:
         return int(error.code)
+
+
+def add_endpoint(*, principal: Principal, url: str, kinds: Iterable[str]) -> WebhookEndpoint:
+    """An owner subscribes a URL (https; http only for local development) to notification kinds
+    (none: every kind). The signing secret is returned once, with the endpoint."""
+    principal.require_owner()
+    scheme = url.split("://", 1)[0].lower()
+    if scheme != "https" and not (settings.DEBUG and scheme == "http"):
+        raise InvalidInput(_("Webhook URLs must use https."), code="webhook_not_https", field="url")
+    chosen = sorted(set(kinds))
+    unknown = [k for k in chosen if k not in NotificationKind.values]
+    if unknown:
+        raise InvalidInput(
+            _("Unknown notification kinds: %(kinds)s.") % {"kinds": ", ".join(unknown)},
+            code="unknown_notification_kind",
+            field="kinds",
+        )
+    return WebhookEndpoint.objects.create(
+        organization=principal.organization, url=url, kinds=chosen
+    )
+
+
+def disable_endpoint(*, principal: Principal, endpoint: WebhookEndpoint) -> WebhookEndpoint:
+    """Stop delivering to an endpoint (kept, with its attempts, for the record)."""
+    principal.require_owner()
+    WebhookEndpoint.objects.filter(pk=endpoint.pk).update(active=False)
+    endpoint.refresh_from_db()
+    return endpoint
 
 
 def notify(
