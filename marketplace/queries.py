@@ -312,7 +312,9 @@ def _last_prices(market: Market) -> dict[tuple[int, str], Decimal]:
 def order_book(market: Market, *, now: dt.datetime) -> list[BookClass]:
     """The anonymous book per class (site × device model): asks and the bids that could use
     the class, by price per unit-hour (SCU-priced bids are converted at the class's SCU)."""
-    supplies = supply_of(market, now=now)
+    supplies = [
+        s for s in supply_of(market, now=now) if s.free_units > 0
+    ]  # leased out: not for sale
     sites = {s.pk: s for s in Site.objects.filter(pk__in={s.site_id for s in supplies})}
     grouped: dict[ClassKey, list[Supply]] = {}
     for supply in supplies:

@@ -415,3 +415,14 @@ def test_an_order_whose_hold_is_gone_is_rejected_and_the_round_goes_on(
         "reason": "hold_unavailable",
     }
     assert balance(buyer_org, "wallet") == (1_000_000 - 323_200, 0)  # only the healthy charge
+
+
+def test_units_leased_out_leave_the_book(
+    market: Market, seller: Principal, pool: Pool, funded_buyer: Principal
+) -> None:
+    list_offer(seller, market, pool, units=4)
+    place(funded_buyer, market)  # takes all 4 units for 10 hours
+
+    matching.clear_round(market=market, now=NOW)
+
+    assert queries.order_book(market, now=NOW + HOUR) == []
