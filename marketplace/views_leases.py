@@ -7,6 +7,7 @@ buyer or provider); regulators read every lease and change none.
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal
@@ -18,14 +19,14 @@ from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, pgettext_lazy
 from django.views.decorators.http import require_GET, require_POST
 
 from ledger.money import Money
 from marketplace import queries
 from marketplace.errors import DomainError, Forbidden, NotFound
 from marketplace.forms import LeaseFilterForm, ReclaimForm, StatementForm, attach
-from marketplace.models import LIVE_LEASE_STATUSES, Lease, Organization
+from marketplace.models import LIVE_LEASE_STATUSES, Lease, LeaseEvent, Organization
 from marketplace.services import agent, leases
 from marketplace.views import HtmxHttpRequest, _status
 from marketplace.views_market import _acting, _market_wide, _page, _principal, plain
@@ -35,13 +36,23 @@ DETAIL_TEMPLATE = "marketplace/leases/lease.html"
 STATEMENT_TEMPLATE = "marketplace/leases/statement.html"
 EVENT_LABELS = {
     "provisioning": gettext_lazy("Provisioning"),
-    "active": gettext_lazy("Active"),
+    "active": pgettext_lazy("lease status", "Active"),
     "reclaim_notice": gettext_lazy("Reclaim notice"),
     "completed": gettext_lazy("Completed"),
     "cancelled": gettext_lazy("Ended early by the buyer"),
     "reclaimed": gettext_lazy("Reclaimed"),
     "failed": gettext_lazy("Failed"),
 }
+
+
+def _note(event: LeaseEvent) -> str:
+    """An event's reason in words: a known close reason's label, a reclaim time as UTC."""
+    if event.kind == "reclaim_notice" and event.reason:
+        try:
+            return dt.datetime.fromisoformat(event.reason).strftime("%Y-%m-%d %H:%M UTC")
+        except ValueError:
+            return event.reason
+    return str(EVENT_LABELS.get(event.reason, event.reason))
 
 
 @dataclass(frozen=True)
@@ -180,10 +191,14 @@ def _detail_context(request: HtmxHttpRequest, lease: Lease, **extra: Any) -> dic
                 s,
                 (Decimal(s.delivered_unit_seconds) / 3600).quantize(Decimal("0.01")),
                 Money(s.charge, lease.market.currency),
+                None
+                if s.availability is None
+                else (s.availability * 100).quantize(Decimal("0.01")),
             )
             for s in lease.settlements.all()
         ],
-        "events": [(e, EVENT_LABELS.get(e.kind, e.kind)) for e in lease.events.all()],
+        "events": [(e, EVENT_LABELS.get(e.kind, e.kind), _note(e)) for e in lease.events.all()],
+        "close_reason": EVENT_LABELS.get(lease.close_reason, lease.close_reason),
         "access": _access(request, lease) if live.role == "buyer" else None,
         "can_end": is_live and live.role == "buyer",
         "can_reclaim": is_live and live.role == "provider",
@@ -267,7 +282,7 @@ def statement(request: HtmxHttpRequest) -> HttpResponse:
     """The acting organization's statement for a month and currency (this month by default)."""
     organization = _acting(request).organization
     initial = StatementForm.initial_for(timezone.now())
-    form = StatementForm(request.GET if request.GET else initial)
+    form = StatementForm({**initial, **request.GET.dict()})  # a bad month keeps the currency
     context: dict[str, Any] = {"form": form, "organization": organization}
     if form.is_valid():
         found = _statement(organization, form)

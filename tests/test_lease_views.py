@@ -591,6 +591,9 @@ def test_a_buyer_ends_a_lease_through_the_portal(
     # 2 unit-hours = 16,000 and a buyer fee share of 160; everything else is refunded.
     assert (final.charge, final.buyer_fee, final.refund) == (16_000, 160, 323_200 - 16_160)
     assert balance(f"org:{buyer_org.public_id}", "wallet") == 1_000_000 - 16_160
+    page = client.get(response["Location"]).content.decode()
+    assert "(Ended early by the buyer)" in page  # the reason in words, not its code
+    assert "100.00%" in page  # the final settlement's availability as a percentage
 
 
 def test_a_short_reclaim_through_the_portal_shows_the_error_inline(

@@ -10,6 +10,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from ledger.models import AppendOnly
 from marketplace.models.accounts import Organization
@@ -93,9 +94,10 @@ class RoundClass(AppendOnly):
 class LeaseStatus(models.TextChoices):
     SCHEDULED = "scheduled", _("Scheduled")
     PROVISIONING = "provisioning", _("Provisioning")
-    ACTIVE = "active", _("Active")
+    # Contexts: offers and orders use "Active" and "Cancelled" in other senses.
+    ACTIVE = "active", pgettext_lazy("lease status", "Active")
     COMPLETED = "completed", _("Completed")
-    CANCELLED = "cancelled", _("Cancelled")
+    CANCELLED = "cancelled", pgettext_lazy("lease status", "Cancelled")
     RECLAIMED = "reclaimed", _("Reclaimed")
     FAILED = "failed", _("Failed")
 
