@@ -4,13 +4,12 @@ units of the currency they name."""
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Any
 
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from marketplace.api.market_serializers import MoneyOut, money
+from marketplace.api.market_serializers import LeaseOut
 from marketplace.models import Lease, LeaseEvent, LeaseStatus, Organization, Settlement
 from marketplace.queries import LeaseRole
 
@@ -31,25 +30,18 @@ class LeaseSiteOut(serializers.Serializer[Any]):
     city = serializers.CharField()
 
 
-class LeaseTermsOut(serializers.ModelSerializer[Lease]):
+class LeaseTermsOut(LeaseOut):
     """A lease's frozen terms and how it ended, seen by one of its sides (context
-    ``organization``): the buyer sees its order, the provider its offer and pool."""
+    ``organization``): the buyer sees its order, the provider its offer and pool. The price,
+    cost and fee fields are the order page's (``LeaseOut``)."""
 
-    id = serializers.UUIDField(source="public_id", read_only=True)
     role = serializers.SerializerMethodField(help_text="your side of the lease")
     market = serializers.SlugField(source="market.slug", read_only=True)
-    round = serializers.IntegerField(source="round.number", read_only=True)
     order = serializers.SerializerMethodField(help_text="your order (buyer only)")
     offer = serializers.SerializerMethodField(help_text="your offer (provider only)")
     pool = serializers.SerializerMethodField(help_text="your pool (provider only)")
     device_model = serializers.SlugField(source="pool.device_model.slug", read_only=True)
     site = LeaseSiteOut(source="pool.site", read_only=True)
-    price = serializers.DecimalField(
-        max_digits=14, decimal_places=6, read_only=True, help_text="per unit-hour"
-    )
-    price_per_scu_hour = serializers.SerializerMethodField()
-    cost = serializers.SerializerMethodField(help_text="price × units × hours, frozen")
-    buyer_fee = serializers.SerializerMethodField()
 
     class Meta:
         model = Lease
@@ -107,18 +99,6 @@ class LeaseTermsOut(serializers.ModelSerializer[Lease]):
         if lease.provider_id != self._organization().pk:
             return None
         return str(lease.pool.public_id)
-
-    def get_price_per_scu_hour(self, lease: Lease) -> str | None:
-        scu = lease.scu_per_unit
-        return str((lease.price / scu).quantize(Decimal("0.0001"))) if scu else None
-
-    @extend_schema_field(MoneyOut)
-    def get_cost(self, lease: Lease) -> dict[str, Any]:
-        return money(lease.cost, lease.market.currency)
-
-    @extend_schema_field(MoneyOut)
-    def get_buyer_fee(self, lease: Lease) -> dict[str, Any]:
-        return money(lease.buyer_fee, lease.market.currency)
 
 
 class LeaseSummaryOut(serializers.Serializer[Any]):
