@@ -18,6 +18,8 @@ from typing import Any
 
 from django.db import connection
 
+from ledger.db import raw_cursor
+
 HEARTBEAT = "com.suanli.heartbeat"
 USAGE = "com.suanli.usage"
 FUTURE_TOLERANCE = dt.timedelta(minutes=5)
@@ -64,8 +66,7 @@ def record(events: Sequence[Event], *, now: dt.datetime, not_before: dt.datetime
             fresh.append(e)
     stored: set[tuple[str, str]] = set()
     if fresh:
-        connection.ensure_connection()
-        with connection.wrap_database_errors, connection.connection.cursor() as cursor:
+        with raw_cursor() as cursor:
             cursor.execute(
                 INSERT_SQL,
                 [

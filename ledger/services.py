@@ -21,6 +21,7 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 
 from ledger import canonical
+from ledger.db import raw_cursor
 from ledger.models import (
     Account,
     AccountFlags,
@@ -145,8 +146,7 @@ def open_accounts(keys: Sequence[AccountKey], *, now: dt.datetime) -> dict[Accou
         [k.currency for k in unique],
         [int(DEFAULT_FLAGS.get(Purpose(k.purpose), AccountFlags.NONE)) for k in unique],
     ]
-    connection.ensure_connection()
-    with connection.wrap_database_errors, connection.connection.cursor() as cursor:
+    with raw_cursor() as cursor:
         cursor.execute(
             "INSERT INTO ledger_account (owner, purpose, reference, currency, flags, "
             "debits_pending, debits_posted, credits_pending, credits_posted, created_at) "
@@ -244,7 +244,7 @@ class _Batch:
         self.new: list[_Stored] = []
 
     def load(self, transfers: Sequence[NewTransfer], *, check_existing: bool = True) -> None:
-        # Raw statements with arrays bound on the server: a batch may name 100,000 transfers,
+        # One statement per read with an array parameter: a batch may name 100,000 transfers,
         # and an ORM ``IN (...)`` list of that size costs seconds to build and quote.
         pending_ids = list({t.pending_id for t in transfers if t.pending_id is not None})
         if pending_ids:
@@ -434,9 +434,9 @@ _PENDING_WHERE = "WHERE id = ANY(%s) AND kind = 'pending'"
 
 
 def _rows(sql: str, values: Sequence[Any]) -> list[tuple[Any, ...]]:
-    """One statement with one array parameter, on psycopg's own cursor (server-side binding)."""
-    connection.ensure_connection()
-    with connection.wrap_database_errors, connection.connection.cursor() as cursor:
+    """One statement with one array parameter, on psycopg's cursor directly (without Django's
+    per-statement wrapper; errors are still Django's)."""
+    with raw_cursor() as cursor:
         cursor.execute(sql, [list(values)])
         rows: list[tuple[Any, ...]] = cursor.fetchall()
         return rows
@@ -622,10 +622,7 @@ def _write(batch: _Batch, now: dt.datetime) -> None:
             for name, column in zip(("dp", "dpo", "cp", "cpo"), _TOTALS, strict=True)
         },
     }
-    # psycopg's own cursor binds on the server: Django's client-side quoting of these arrays
-    # costs more than the statement itself in large batches.
-    connection.ensure_connection()
-    with connection.wrap_database_errors, connection.connection.cursor() as cursor:
+    with raw_cursor() as cursor:
         cursor.execute(_WRITE_SQL, params)
 
 

@@ -36,6 +36,7 @@ from django.db import connection, transaction
 from psycopg.types.json import Jsonb
 
 from ledger import services as ledger
+from ledger.db import raw_cursor
 from ledger.models import Kind, Purpose
 from ledger.money import cost
 from marketplace.models import (
@@ -380,13 +381,8 @@ LEASE_COLUMNS = (
 def _copy(table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
     """Insert rows with COPY on the round's own connection and transaction (a round writes tens
     of thousands of leases and events; INSERT with client-side quoting costs seconds)."""
-    connection.ensure_connection()
     statement = f"COPY {table} ({', '.join(columns)}) FROM STDIN"
-    with (
-        connection.wrap_database_errors,
-        connection.connection.cursor() as cursor,
-        cursor.copy(statement) as copy,
-    ):
+    with raw_cursor() as cursor, cursor.copy(statement) as copy:
         for row in rows:
             copy.write_row(row)
 
@@ -570,8 +566,8 @@ def _update_orders(
             )
         )
     orders = list(snap.orders.values())
-    # One statement (bulk_update's CASE chains grow with the batch), bound on the server.
-    with connection.wrap_database_errors, connection.connection.cursor() as cursor:
+    # One statement: bulk_update's CASE chains grow with the batch.
+    with raw_cursor() as cursor:
         cursor.execute(
             UPDATE_ORDERS_SQL,
             [

@@ -66,7 +66,11 @@ def _event(lease: Lease, kind: str, *, actor: str, now: dt.datetime, reason: str
 
 
 def _locked(lease: Lease) -> Lease:
-    return Lease.objects.select_for_update().select_related("market").get(pk=lease.pk)
+    return (
+        Lease.objects.select_for_update(of=("self",))
+        .select_related("market", "buyer", "provider", "order")
+        .get(pk=lease.pk)
+    )
 
 
 def acknowledge(*, lease: Lease, actor: str, now: dt.datetime) -> Lease:
@@ -268,10 +272,7 @@ def settle(*, lease: Lease, now: dt.datetime) -> Settlement | None:
     """Settle what was delivered since the last settlement (and, once ended, close the books).
     Returns the new settlement, or None when there was nothing new to settle."""
     with transaction.atomic():
-        _locked(lease)
-        lease = Lease.objects.select_related("market", "buyer", "provider", "order").get(
-            pk=lease.pk
-        )
+        lease = _locked(lease)
         through = metering.last_event_id()
         end = lease.closed_at or min(now, lease.ends_at)
         delivered = metering.delivered_unit_seconds(
