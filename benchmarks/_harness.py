@@ -40,6 +40,55 @@ def django_stack() -> Iterator[None]:
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def serve() -> Iterator[int]:
+    """gunicorn (3 workers × 4 threads) on the benchmark's database; yields its port once
+    /healthz answers, stops it (and its workers) afterwards."""
+    import http.client
+    import signal
+    import subprocess
+    import time
+
+    from marketplace.devstack import free_port
+
+    port = free_port()
+    env = {**os.environ, "DEBUG": "false", "LOG_LEVEL": "WARNING"}
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "marketplace.wsgi",
+            f"--bind=127.0.0.1:{port}",
+            "--workers=3",
+            "--threads=4",
+            "--worker-class=gthread",
+            "--log-level=warning",
+            "--timeout=120",
+        ],
+        cwd=ROOT,
+        env=env,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert server.poll() is None, "gunicorn exited"
+            try:
+                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+                connection.request("GET", "/healthz")
+                if connection.getresponse().status == 200:
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("gunicorn did not come up") from None
+                time.sleep(0.2)
+        yield port
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(30)
+
+
 def machine() -> dict[str, Any]:
     return {
         "python": platform.python_version(),

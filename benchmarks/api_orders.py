@@ -13,15 +13,12 @@ import datetime as dt
 import http.client
 import json
 import os
-import signal
 import statistics
-import subprocess
-import sys
 import threading
 import time
 import uuid
 
-from _harness import ROOT, django_stack, report
+from _harness import django_stack, report, serve
 
 QUICK = os.environ.get("BENCH_QUICK") == "1"
 CLIENTS = 16
@@ -123,20 +120,6 @@ def client(
     connection.close()
 
 
-def wait_ready(port: int, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "gunicorn exited"
-        try:
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            connection.request("GET", "/healthz")
-            if connection.getresponse().status == 200:
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError("gunicorn did not come up")
-
-
 def run_load(
     port: int, keys: list[str], count: int, offset: int
 ) -> tuple[float, list[float], list[str]]:
@@ -160,34 +143,10 @@ def run_load(
 
 def main() -> None:
     with django_stack():
-        from marketplace.devstack import free_port
-
         keys = setup()
-        port = free_port()
-        env = {**os.environ, "DEBUG": "false", "LOG_LEVEL": "WARNING"}
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "marketplace.wsgi",
-                f"--bind=127.0.0.1:{port}",
-                "--workers=3",
-                "--threads=4",
-                "--worker-class=gthread",
-                "--log-level=warning",
-            ],
-            cwd=ROOT,
-            env=env,
-            start_new_session=True,
-        )
-        try:
-            wait_ready(port, server)
+        with serve() as port:
             run_load(port, keys, WARMUP, 0)  # connections, caches, query plans
             elapsed, latencies, errors = run_load(port, keys, ORDERS, WARMUP)
-        finally:
-            os.killpg(server.pid, signal.SIGTERM)
-            server.wait(30)
         from marketplace.models import Order
 
         placed = Order.objects.count()

@@ -21,8 +21,6 @@ import hmac
 import http.client
 import json
 import os
-import signal
-import subprocess
 import sys
 import threading
 import time
@@ -31,7 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _matching_round as book
-from _harness import ROOT, django_stack, report
+from _harness import django_stack, report, serve
 
 QUICK = "--quick" in sys.argv or os.environ.get("BENCH_QUICK") == "1"
 MINUTES = 10
@@ -73,10 +71,6 @@ def post_batches(
 
 
 def http_phase(leases: list[tuple[str, int]]) -> dict[str, object]:
-    from api_orders import wait_ready
-
-    from marketplace.devstack import free_port
-
     secret, signing = agent_key()
     events = [
         {
@@ -94,28 +88,8 @@ def http_phase(leases: list[tuple[str, int]]) -> dict[str, object]:
     bodies = [
         json.dumps({"events": events[i : i + BATCH]}).encode() for i in range(0, len(events), BATCH)
     ]
-    port = free_port()
-    env = {**os.environ, "DEBUG": "false", "LOG_LEVEL": "WARNING"}
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "marketplace.wsgi",
-            f"--bind=127.0.0.1:{port}",
-            "--workers=3",
-            "--threads=4",
-            "--worker-class=gthread",
-            "--log-level=warning",
-            "--timeout=120",
-        ],
-        cwd=ROOT,
-        env=env,
-        start_new_session=True,
-    )
     errors: list[str] = []
-    try:
-        wait_ready(port, server)
+    with serve() as port:
         threads = [
             threading.Thread(
                 target=post_batches, args=(port, secret, signing, bodies[i::CLIENTS], errors)
@@ -128,9 +102,6 @@ def http_phase(leases: list[tuple[str, int]]) -> dict[str, object]:
         for thread in threads:
             thread.join()
         elapsed = time.perf_counter() - started
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(30)
     return {
         "http_events": len(events),
         "usage_events_per_s": round(len(events) / elapsed),
