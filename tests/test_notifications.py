@@ -182,3 +182,28 @@ def test_webhooks_need_https_and_an_owner(
     )
     assert (denied.status_code, denied.json()["error"]["code"]) == (403, "owner_required")
     assert not WebhookEndpoint.objects.exists()
+
+
+def test_bad_webhook_requests_change_nothing(
+    buyer: User,
+    buyer_org: Organization,
+    provider_org: Organization,
+    logged_in: Any,
+) -> None:
+    theirs = WebhookEndpoint.objects.create(organization=provider_org, url="https://p.test/in")
+    owner = logged_in(buyer)
+    org = {"X-Organization": str(buyer_org.public_id)}
+
+    unknown = owner.post(
+        "/api/v1/webhooks",
+        {"url": "https://hooks.test/in", "kinds": ["lease.exploded"]},
+        content_type="application/json",
+        headers={**org, "Idempotency-Key": "webhook-4"},
+    )
+    other = owner.post(f"/api/v1/webhooks/{theirs.public_id}/disable", headers=org)
+
+    assert (unknown.status_code, unknown.json()["error"]["field"]) == (400, "kinds.0")
+    assert other.status_code == 404
+    assert list(WebhookEndpoint.objects.values_list("organization_id", "active")) == [
+        (provider_org.pk, True)
+    ]
