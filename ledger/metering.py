@@ -1,10 +1,12 @@
 """Metering: usage events in, delivered unit-seconds out. Knows subjects only as opaque strings.
 
-Heartbeats (type ``com.suanli.heartbeat``, data ``{"units_up": n}``) attest that ``n`` units were
-up during the minute of their ``time``. Delivered unit-seconds of a subject are 60 × Σ over the
-distinct minutes with a heartbeat of min(units, the most units any heartbeat of that minute
-reported). Counting only events up to a given ``id`` makes every settlement reproducible; an event
-that arrives late is simply counted by the next settlement (an adjustment, never an edit).
+Heartbeats (type ``com.suanli.heartbeat``, data ``{"units_up": n}``, optionally ``"minutes": k``)
+attest that ``n`` units were up during each of the ``k`` minutes (1 to 60, default 1) starting with
+the minute of their ``time``, so a batching agent can send one heartbeat an hour. Delivered
+unit-seconds of a subject are 60 × Σ over the distinct minutes some heartbeat covers of min(units,
+the most units any heartbeat covering that minute reported): overlapping spans never count twice.
+Counting only events up to a given ``id`` makes every settlement reproducible; an event that
+arrives late is simply counted by the next settlement (an adjustment, never an edit).
 """
 
 from __future__ import annotations
@@ -23,12 +25,15 @@ from ledger.db import raw_cursor
 HEARTBEAT = "com.suanli.heartbeat"
 USAGE = "com.suanli.usage"
 FUTURE_TOLERANCE = dt.timedelta(minutes=5)
+# The longest span one heartbeat may attest. The delivered-time queries look this far (less one
+# minute) before a window's start and clamp to it, so they stay right whatever ``record`` stored.
+MAX_HEARTBEAT_MINUTES = 60
 
 
 class Outcome(StrEnum):
     ACCEPTED = "accepted"
     DUPLICATE = "duplicate"  # (source, id) seen before: counted once, whatever it says now
-    IN_THE_FUTURE = "in_the_future"  # more than 5 minutes ahead of the exchange's clock
+    IN_THE_FUTURE = "in_the_future"  # (the last minute it attests) > 5 minutes ahead of now
     TOO_LATE = "too_late"  # before the open settlement period plus grace
 
 
@@ -52,12 +57,19 @@ RETURNING source, event_id
 """
 
 
+def _last_minute(event: Event) -> dt.datetime:
+    """The start of the last minute a heartbeat attests (its own time for any other event)."""
+    minutes = event.data.get("minutes", 1) if event.type == HEARTBEAT else 1
+    span = min(minutes, MAX_HEARTBEAT_MINUTES) if isinstance(minutes, int) else 1
+    return event.time + dt.timedelta(minutes=max(span, 1) - 1)
+
+
 def record(events: Sequence[Event], *, now: dt.datetime, not_before: dt.datetime) -> list[Outcome]:
     """Store a batch; one outcome per event, in order. One statement; a replay is ``duplicate``."""
     outcomes: list[Outcome | None] = []
     fresh: list[Event] = []
     for e in events:
-        if e.time > now + FUTURE_TOLERANCE:
+        if _last_minute(e) > now + FUTURE_TOLERANCE:  # a span may not vouch for minutes to come
             outcomes.append(Outcome.IN_THE_FUTURE)
         elif e.time < not_before:
             outcomes.append(Outcome.TOO_LATE)
@@ -94,10 +106,17 @@ def record(events: Sequence[Event], *, now: dt.datetime, not_before: dt.datetime
 
 
 DELIVERED_SQL = """
-SELECT coalesce(sum(least(up, %s)), 0) * 60 FROM (
-    SELECT date_trunc('minute', time) AS minute, max((data->>'units_up')::int) AS up
-    FROM ledger_usageevent
-    WHERE subject = %s AND type = %s AND id <= %s AND time >= %s AND time < %s
+SELECT coalesce(sum(least(up, %(units)s)), 0) * 60 FROM (
+    SELECT date_trunc('minute', e.time + k * interval '1 minute') AS minute,
+        max((e.data->>'units_up')::int) AS up
+    FROM ledger_usageevent e
+    CROSS JOIN LATERAL generate_series(
+        0, least(coalesce((e.data->>'minutes')::int, 1), 60) - 1
+    ) AS k
+    WHERE e.subject = %(subject)s AND e.type = %(type)s AND e.id <= %(through)s
+      AND e.time >= %(start)s - interval '59 minutes' AND e.time < %(end)s
+      AND e.time + k * interval '1 minute' >= %(start)s
+      AND e.time + k * interval '1 minute' < %(end)s
     GROUP BY 1
 ) AS minutes
 """
@@ -107,9 +126,20 @@ def delivered_unit_seconds(
     subject: str, *, units: int, start: dt.datetime, end: dt.datetime, through_id: int
 ) -> int:
     """Unit-seconds delivered to ``subject`` in ``[start, end)`` by the heartbeats with id ≤
-    ``through_id``."""
+    ``through_id``: a minute counts when the moment a heartbeat attests for it (its ``time`` plus
+    whole minutes) falls inside the window. Uses the (subject, type, id) index."""
     with connection.cursor() as cursor:
-        cursor.execute(DELIVERED_SQL, [units, subject, HEARTBEAT, through_id, start, end])
+        cursor.execute(
+            DELIVERED_SQL,
+            {
+                "units": units,
+                "subject": subject,
+                "type": HEARTBEAT,
+                "through": through_id,
+                "start": start,
+                "end": end,
+            },
+        )
         row = cursor.fetchone()
     return int(row[0]) if row else 0
 

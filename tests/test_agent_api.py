@@ -491,6 +491,59 @@ def test_a_malformed_batch_is_400_and_records_nothing(
     assert UsageEvent.objects.count() == 0
 
 
+@pytest.mark.parametrize("minutes", [0, 61, "x", True])
+def test_a_heartbeat_with_a_bad_span_is_400_and_records_nothing(
+    lease: Lease, agent_api: APIClient, agent_key: tuple[ApiKey, str], minutes: Any
+) -> None:
+    with time_machine.travel(NOW + HOUR, tick=False):
+        post_events(agent_api, agent_key[1], [heartbeat(lease, NOW, n=0)])
+    before = UsageEvent.objects.count()
+    bad = {**heartbeat(lease, NOW + MINUTE, n=2), "data": {"units_up": 4, "minutes": minutes}}
+
+    with time_machine.travel(NOW + HOUR, tick=False):
+        response = post_events(agent_api, agent_key[1], [heartbeat(lease, NOW, n=1), bad])
+
+    assert response.status_code == 400
+    assert (error_of(response)["code"], error_of(response)["field"]) == (
+        "invalid_minutes",
+        "events.1.data",
+    )
+    assert error_of(response)["message"] == (
+        "A heartbeat's “minutes” is a whole number from 1 to 60."
+    )
+    assert UsageEvent.objects.count() == before == 1
+
+
+def test_one_heartbeat_can_attest_the_hour(
+    lease: Lease, agent_api: APIClient, agent_key: tuple[ApiKey, str]
+) -> None:
+    start = heartbeat(lease, NOW + dt.timedelta(seconds=3), n=1)
+    hour = {**start, "data": {"units_up": 4, "minutes": 60}}
+    tail = heartbeat(lease, NOW + 59 * MINUTE, n=2)  # already covered: counted once
+
+    with time_machine.travel(NOW + HOUR, tick=False):
+        response = post_events(agent_api, agent_key[1], [hour, tail])
+    settlement = leases.settle(lease=lease, now=NOW + HOUR)
+
+    assert response.json()["accepted"] == 2
+    assert settlement is not None
+    assert (settlement.delivered_unit_seconds, settlement.charge) == (14_400, 32_000)
+
+
+def test_a_span_may_not_vouch_for_minutes_to_come(
+    lease: Lease, agent_api: APIClient, agent_key: tuple[ApiKey, str]
+) -> None:
+    ahead = {**heartbeat(lease, NOW, n=1), "data": {"units_up": 4, "minutes": 60}}
+    closing = {**heartbeat(lease, NOW, n=2), "data": {"units_up": 4, "minutes": 6}}
+    before = UsageEvent.objects.count()
+
+    with time_machine.travel(NOW + MINUTE, tick=False):  # ahead ends 58 min from now; closing 4
+        response = post_events(agent_api, agent_key[1], [ahead, closing])
+
+    assert [o["outcome"] for o in response.json()["outcomes"]] == ["in_the_future", "accepted"]
+    assert UsageEvent.objects.count() == before + 1
+
+
 # --------------------------------------------------------------------------- the reference agent
 
 

@@ -216,3 +216,65 @@ def test_the_periodic_settlement_settles_each_live_lease_once(lease: Lease) -> N
         False,
     )
     assert Transfer.objects.filter(metadata__lease=str(lease.public_id)).count() == 2
+
+
+# --------------------------------------------------------------------------- heartbeat spans
+
+
+def span(lease: Lease, at: dt.datetime, minutes: int, *, units: int = 4) -> metering.Outcome:
+    """One heartbeat attesting ``units`` up during each of ``minutes`` minutes from ``at``."""
+    event = metering.Event(
+        source="agent-1",
+        event_id=f"span-{at:%H%M%S}-{minutes}-{units}",
+        type=metering.HEARTBEAT,
+        subject=leases.subject(lease),
+        time=at,
+        data={"units_up": units, "minutes": minutes},
+    )
+    [outcome] = metering.record([event], now=NOW + 10 * HOUR, not_before=NOW - 2 * HOUR)
+    return outcome
+
+
+def delivered(lease: Lease, *, end: dt.datetime) -> tuple[int, int]:
+    """The single-lease query (``settle``) and the batched one (``settle_due``), side by side."""
+    through = metering.last_event_id()
+    single = metering.delivered_unit_seconds(
+        leases.subject(lease), units=lease.units, start=lease.starts_at, end=end, through_id=through
+    )
+    batched = leases._delivered([lease], now=end, through=through)[leases.subject(lease)]
+    return single, batched
+
+
+def test_a_sixty_minute_heartbeat_counts_the_whole_hour(lease: Lease) -> None:
+    assert span(lease, NOW + dt.timedelta(seconds=7), 60) == metering.Outcome.ACCEPTED
+
+    assert delivered(lease, end=NOW + HOUR) == (3600 * 4, 3600 * 4)
+    assert delivered(lease, end=NOW + 30 * MINUTE) == (1800 * 4, 1800 * 4)  # not the future half
+    assert leases.settle_due(now=NOW + HOUR) == 1
+    settlement = Settlement.objects.get()
+    assert (settlement.delivered_unit_seconds, settlement.charge) == (14_400, 32_000)
+
+
+def test_a_span_counts_only_its_minutes_inside_the_lease(lease: Lease) -> None:
+    span(lease, NOW - 20 * MINUTE, 60)  # 40 of its minutes from the start
+    span(lease, NOW - 59 * MINUTE + dt.timedelta(seconds=7), 60, units=1)  # its last: NOW + 7 s
+    span(lease, NOW - HOUR + dt.timedelta(seconds=7), 60, units=3)  # ends before the lease
+    span(lease, NOW + 50 * MINUTE, 60, units=2)  # 10 of its minutes before the end of the window
+
+    # Minutes 0–39 at 4 units; 40–49 nothing; 50–59 at 2 units.
+    assert delivered(lease, end=NOW + HOUR) == ((40 * 4 + 10 * 2) * 60,) * 2
+
+
+def test_overlapping_spans_and_single_heartbeats_count_each_minute_once(lease: Lease) -> None:
+    heartbeats(lease, range(10), units=2)  # minutes 0–9
+    span(lease, NOW + 5 * MINUTE, 20, units=3)  # minutes 5–24
+    span(lease, NOW + 20 * MINUTE + dt.timedelta(seconds=30), 10)  # minutes 20–29, 4 units
+    span(lease, NOW, 30, units=1)  # minutes 0–29, the fewest units: never the maximum
+    span(lease, NOW + 40 * MINUTE, 2, units=9)  # minutes 40–41: more units than the lease has
+
+    # 0–4 at 2, 5–19 at 3, 20–29 at 4, 40–41 capped at the lease's 4 units.
+    unit_minutes = 5 * 2 + 15 * 3 + 10 * 4 + 2 * 4
+    assert delivered(lease, end=NOW + HOUR) == (unit_minutes * 60,) * 2
+    assert leases.settle_due(now=NOW + HOUR) == 1
+    assert leases.settle(lease=lease, now=NOW + HOUR) is None  # both paths agree: nothing new
+    assert Settlement.objects.get().delivered_unit_seconds == unit_minutes * 60

@@ -105,8 +105,10 @@ class AgentEventIn(serializers.Serializer[Any]):
     data = serializers.DictField(  # type: ignore[assignment]
         required=False,
         default=dict,
-        help_text='heartbeats: `{"units_up": n}`, the units up during that minute; usage: any '
-        "object (≤ 4,096 characters as JSON)",
+        help_text='heartbeats: `{"units_up": n}`, the units up during that minute, or '
+        '`{"units_up": n, "minutes": k}`, up during each of the k minutes (1 to '
+        f"{metering.MAX_HEARTBEAT_MINUTES}) starting with that one; usage: any object (≤ 4,096 "
+        "characters as JSON)",
     )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
@@ -121,6 +123,19 @@ class AgentEventIn(serializers.Serializer[Any]):
                 raise serializers.ValidationError(
                     {"data": _("A heartbeat's data is {“units_up”: a whole number ≥ 0}.")},
                     code="invalid_units_up",
+                )
+            minutes = data.get("minutes", 1)
+            if (
+                isinstance(minutes, bool)
+                or not isinstance(minutes, int)
+                or not 1 <= minutes <= metering.MAX_HEARTBEAT_MINUTES
+            ):
+                raise serializers.ValidationError(
+                    {
+                        "data": _("A heartbeat's “minutes” is a whole number from 1 to %(max)s.")
+                        % {"max": metering.MAX_HEARTBEAT_MINUTES}
+                    },
+                    code="invalid_minutes",
                 )
         return attrs
 

@@ -165,7 +165,9 @@ class AgentEvents(AgentView):
         parameters=[SIGNATURE_PARAMETER],
         responses={200: s.AgentEventBatchOut, **READ_ERRORS},
         description='Report heartbeats (`com.suanli.heartbeat`, data `{"units_up": n}`: n units '
-        "were up during that minute) and usage (`com.suanli.usage`) as a batch of up to 1,000 "
+        'were up during that minute; with `"minutes": k`, 1 to 60, during each of the k minutes '
+        "starting with that one, a minute covered twice counting once at the most units "
+        "reported) and usage (`com.suanli.usage`) as a batch of up to 1,000 "
         "CloudEvents, signed (403 `bad_signature` otherwise, and nothing is recorded). Each "
         "event gets an outcome: `accepted`; `duplicate` ((source, id) seen before: counted "
         "once); `in_the_future` (more than 5 minutes ahead); `too_late` (before the lease's "

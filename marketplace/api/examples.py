@@ -494,6 +494,15 @@ AGENT_EVENTS = [
     },
     {
         "specversion": "1.0",
+        "id": "hb-2026-11-24T00:06+30",
+        "source": "agent/qingyang-1",
+        "type": "com.suanli.heartbeat",
+        "subject": AGENT_LEASE["subject"],
+        "time": "2026-11-24T00:06:02Z",
+        "data": {"units_up": 8, "minutes": 30},
+    },
+    {
+        "specversion": "1.0",
         "id": "hb-2026-11-23T21:00",
         "source": "agent/qingyang-1",
         "type": "com.suanli.heartbeat",
@@ -528,7 +537,7 @@ EXAMPLES.update(
         "agent_events_create": (
             {"events": AGENT_EVENTS},
             {
-                "accepted": 2,
+                "accepted": 3,
                 "outcomes": [
                     {
                         "id": "hb-2026-11-24T00:05",
@@ -538,6 +547,12 @@ EXAMPLES.update(
                     },
                     {
                         "id": "usage-2026-11-24T00:05",
+                        "source": "agent/qingyang-1",
+                        "outcome": "accepted",
+                        "reason": None,
+                    },
+                    {
+                        "id": "hb-2026-11-24T00:06+30",
                         "source": "agent/qingyang-1",
                         "outcome": "accepted",
                         "reason": None,

@@ -347,9 +347,14 @@ FROM unnest(%s::text[], %s::int[], %s::timestamptz[], %s::timestamptz[])
 LEFT JOIN LATERAL (
     SELECT max((e.data->>'units_up')::int) AS up
     FROM ledger_usageevent e
+    CROSS JOIN LATERAL generate_series(
+        0, least(coalesce((e.data->>'minutes')::int, 1), 60) - 1
+    ) AS k
     WHERE e.subject = l.subject AND e.type = %s AND e.id <= %s
-      AND e.time >= l.start AND e.time < l.stop
-    GROUP BY date_trunc('minute', e.time)
+      AND e.time >= l.start - interval '59 minutes' AND e.time < l.stop
+      AND e.time + k * interval '1 minute' >= l.start
+      AND e.time + k * interval '1 minute' < l.stop
+    GROUP BY date_trunc('minute', e.time + k * interval '1 minute')
 ) AS m ON true
 GROUP BY l.subject
 """
