@@ -287,6 +287,19 @@ def test_a_market_with_no_supply_clears_an_empty_round(
     assert balance(buyer_org, "wallet") == (1_000_000, 404_000)  # the hold stays
 
 
+def test_an_order_whose_latest_start_is_the_delivery_start_still_trades(
+    market: Market, seller: Principal, pool: Pool, funded_buyer: Principal
+) -> None:
+    list_offer(seller, market, pool)
+    order = place(funded_buyer, market, earliest_start=NOW, latest_start=NOW)
+
+    matching.clear_round(market=market, now=NOW + dt.timedelta(seconds=5))
+
+    order.refresh_from_db()
+    assert order.expires_at == NOW + dt.timedelta(seconds=market.round_seconds)
+    assert (order.status, Lease.objects.get().starts_at) == (OrderStatus.FILLED, NOW)
+
+
 def test_an_order_priced_out_says_so(
     market: Market, seller: Principal, pool: Pool, funded_buyer: Principal
 ) -> None:

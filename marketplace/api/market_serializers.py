@@ -243,7 +243,8 @@ class OrderIn(serializers.Serializer[Any]):
         required=False,
         allow_null=True,
         default=None,
-        help_text="time in force; default: latest_start",
+        help_text="time in force; default: one round interval after latest_start (the round that "
+        "delivers at latest_start still sees the order)",
     )
 
 

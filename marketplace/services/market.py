@@ -518,7 +518,11 @@ def place_order(*, principal: Principal, request: OrderRequest, now: dt.datetime
     devices = validate_order(request, now=now)
     amount = hold_amount(request)
     market = request.market
-    expires_at = request.expires_at or request.latest_start
+    # By default an order lives until the round that may start it last has run: that round
+    # delivers at the latest start and clears within one interval after it.
+    expires_at = request.expires_at or request.latest_start + dt.timedelta(
+        seconds=market.round_seconds
+    )
     location = request.buyer_location or Location(country="")
     with transaction.atomic():
         order = Order.objects.create(
