@@ -166,13 +166,16 @@ def _layout(book: Book, *, integer: bool, fixed: Mapping[int, float]) -> _Layout
                 pools[a.pool].append(a)
         one = m.row(-math.inf, 1.0)  # Σ_P u_bP ≤ 1
         for pool, pool_asks in sorted(pools.items()):
+            weight = [classes[a.cls].scu if sp.per_scu else 1 for a in pool_asks]
+            room = sum(a.units * w for a, w in zip(pool_asks, weight, strict=True))
+            if room < sp.min_fill:
+                continue  # the pool cannot hold the bid's minimum: no column for it
             choose = m.col(0.0, 0.0, 1.0, integer=integer)
             u[(sp.id, pool)] = choose
             m.put(one, choose, 1.0)
             cap = m.row(-math.inf, 0.0)  # Σ_{k∈P} z_bk − units_max·u_bP ≤ 0
             units_max = 0
-            for a in pool_asks:
-                w = classes[a.cls].scu if sp.per_scu else 1
+            for a, w in zip(pool_asks, weight, strict=True):
                 col = m.col(0.0, 0.0, float(a.units), integer=integer)
                 zk[(sp.id, a.id)] = col
                 m.put(r, col, -float(w))
@@ -183,7 +186,8 @@ def _layout(book: Book, *, integer: bool, fixed: Mapping[int, float]) -> _Layout
                     m.put(ask_rows[a.id], y[a.id], -1.0)
                 m.put(ask_rows[a.id], col, 1.0)
                 units_max += a.units
-            m.put(cap, choose, -float(units_max))
+            # The bid never takes more than its quantity: the tighter bound helps branch and bound.
+            m.put(cap, choose, -float(units_max if sp.per_scu else min(units_max, sp.quantity)))
     for col, value in fixed.items():
         m.lower[col] = m.upper[col] = value
     return _Layout(m, x, delta, z, zk, u, y, class_row, groups, group_scu, group_sig)
