@@ -157,15 +157,18 @@ def test_a_reclaim_needs_notice(lease: Lease) -> None:
 def test_a_reclaim_with_notice_refunds_and_pays_a_penalty(
     lease: Lease, buyer_org: Organization
 ) -> None:
-    heartbeats(lease, range(120))  # two full hours
+    heartbeats(lease, range(150))  # two full hours, and half an hour past the reclaim
     leases.give_reclaim_notice(lease=lease, actor="key:provider", at=NOW + 2 * HOUR, now=NOW)
 
-    assert leases.end_due_leases(now=NOW + 2 * HOUR) == 1
+    assert leases.end_due_leases(now=NOW + 2 * HOUR + 30 * MINUTE) == 1  # the beat comes late
 
     final = Settlement.objects.get(lease=lease, final=True)
     charged = 64_000  # 8 unit-hours
     penalty = (320_000 - charged) // 10  # 10% of the undelivered value
-    assert Lease.objects.get().status == LeaseStatus.RECLAIMED
+    assert (Lease.objects.get().status, Lease.objects.get().closed_at) == (
+        LeaseStatus.RECLAIMED,
+        NOW + 2 * HOUR,
+    )
     assert (final.charge, final.sla_credit) == (charged, penalty)
     assert balance(f"org:{buyer_org.public_id}", "wallet") == (1_000_000 - charged - 640 + penalty)
 
