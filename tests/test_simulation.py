@@ -204,7 +204,9 @@ def test_figures_measure_utilization_demand_served_and_gains() -> None:
     assert got["utilization_by_zone"] == {"east": "0.2500", "west": "0.5000"}
     # Job 0 wholly served, job 1 half: (16 + 2 × 0.5) unit-hours of 20, in SCU-hours alike.
     assert got["demand_served"] == "0.9000"
-    assert got["gains_from_trade"] == str(Decimal("64.00") + Decimal("2.00"))
+    # Job 0: (5 − 1) × 2 units × 2 hours in the window (8 in all); job 1: (3 − 2) × 1 × 2.
+    assert got["gains_from_trade"] == "18.00"
+    assert got["gains_from_trade_whole_leases"] == "66.00"
     assert got["buyer_payments"] == "29.00"
     assert got["east_to_west"] == "0.8889"  # the buyer is eastern: 16 of 18 unit-hours west
     assert got["hourly_utilization"] == [0.25, 0.25, 0.5, 0.5]

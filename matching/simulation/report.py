@@ -6,8 +6,10 @@ Definitions (the same for every mechanism):
 - **utilization**: leased unit-hours inside the simulated window ÷ offered unit-hours;
 - **demand served**: requested SCU-hours that got a lease ÷ requested SCU-hours (a job in units
   counts its units through the SCU of the device it had in mind);
-- **gains from trade**: Σ (the buyer's value − the provider's cost) per unit-hour × units × hours,
-  over whole leases; what the price splits between them does not change it;
+- **gains from trade**: Σ (the buyer's value − the provider's cost) per unit-hour × leased
+  unit-hours inside the simulated window, like utilization (what the price splits between them
+  does not change it); also over whole leases, which credits a lease made near the end with
+  hours of capacity that later buyers never had the chance to bid for;
 - **price per SCU-hour** by the zone of the site, **east → west**: the share of eastern buyers'
   SCU-hours served from the west, **green share**: SCU-hours weighted by the site's renewable share.
 """
@@ -34,7 +36,8 @@ HEADLINE = (
     ("utilization", "Utilization of offered capacity", "share"),
     ("demand_served", "Demand served (SCU-hours)", "share"),
     ("orders_served", "Orders with a lease", "share"),
-    ("gains_from_trade", "Gains from trade (CNY)", "money"),
+    ("gains_from_trade", "Gains from trade in the window (CNY)", "money"),
+    ("gains_from_trade_whole_leases", "Gains from trade, whole leases (CNY)", "money"),
     ("buyer_payments", "Buyers paid (CNY)", "money"),
     ("east_to_west", "Eastern demand served in the west", "share"),
     ("green_share", "Green share of delivered compute", "share"),
@@ -51,7 +54,7 @@ def figures(scenario: Scenario, allocations: Sequence[Allocation]) -> dict[str, 
     busy = [0] * rounds
     busy_zone: dict[str, int] = defaultdict(int)
     served = [Decimal(0)] * len(jobs)
-    gains = payments = scu_hours = green = Decimal(0)
+    gains = gains_whole = payments = scu_hours = green = Decimal(0)
     zone_pay: dict[str, Decimal] = defaultdict(Decimal)
     zone_scu: dict[str, Decimal] = defaultdict(Decimal)
     east_total = east_west = Decimal(0)
@@ -63,7 +66,9 @@ def figures(scenario: Scenario, allocations: Sequence[Allocation]) -> dict[str, 
         unit_hours = a.units * a.hours
         scu = pool.scu_per_unit * unit_hours
         served[a.job] += scu if job.scu else job.reference_scu * unit_hours
-        gains += (job.value_per_unit_hour(pool) - pool.cost) * unit_hours
+        surplus = job.value_per_unit_hour(pool) - pool.cost
+        gains += surplus * a.units * max(0, min(a.start + a.hours, rounds) - a.start)
+        gains_whole += surplus * unit_hours
         payments += a.price * unit_hours
         scu_hours += scu
         green += scu * pool.renewable_share
@@ -92,6 +97,7 @@ def figures(scenario: Scenario, allocations: Sequence[Allocation]) -> dict[str, 
         if jobs
         else "0",
         "gains_from_trade": _q(gains),
+        "gains_from_trade_whole_leases": _q(gains_whole),
         "buyer_payments": _q(payments),
         "scu_hours": _q(scu_hours, "0.1"),
         "price_per_scu_hour": {z: _q(zone_pay[z] / zone_scu[z]) for z in ZONES if zone_scu[z]},
