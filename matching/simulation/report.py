@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 from typing import Any
 
 from matching.simulation.baselines import Allocation
-from matching.simulation.scenario import ZONES, Scenario
+from matching.simulation.scenario import ZONES, Job, Scenario
 
 MECHANISMS = {
     "exchange": "Suanli Exchange (uniform-price double auction, hourly)",
@@ -39,6 +39,8 @@ HEADLINE = (
     ("gains_from_trade", "Gains from trade in the window (CNY)", "money"),
     ("gains_from_trade_whole_leases", "Gains from trade, whole leases (CNY)", "money"),
     ("buyer_payments", "Buyers paid (CNY)", "money"),
+    ("gang_jobs_served", "Gang jobs (all or none, one pool) with a lease", "share"),
+    ("scu_jobs_served", "SCU jobs with a lease", "share"),
     ("east_to_west", "Eastern demand served in the west", "share"),
     ("green_share", "Green share of delivered compute", "share"),
 )
@@ -96,6 +98,8 @@ def figures(scenario: Scenario, allocations: Sequence[Allocation]) -> dict[str, 
         "orders_served": _q(Decimal(sum(1 for s in served if s > 0)) / len(jobs), "0.0001")
         if jobs
         else "0",
+        "gang_jobs_served": _share_of(served, jobs, lambda j: j.gang),
+        "scu_jobs_served": _share_of(served, jobs, lambda j: j.scu),
         "gains_from_trade": _q(gains),
         "gains_from_trade_whole_leases": _q(gains_whole),
         "buyer_payments": _q(payments),
@@ -105,6 +109,12 @@ def figures(scenario: Scenario, allocations: Sequence[Allocation]) -> dict[str, 
         "green_share": _q(green / scu_hours, "0.0001") if scu_hours else "0",
         "hourly_utilization": [round(b / units, 4) for b in busy],
     }
+
+
+def _share_of(served: list[Decimal], jobs: Sequence[Job], which: Callable[[Job], bool]) -> str:
+    """The share of the jobs ``which`` picks that got any lease."""
+    chosen = [s for s, j in zip(served, jobs, strict=True) if which(j)]
+    return _q(Decimal(sum(1 for s in chosen if s > 0)) / len(chosen), "0.0001") if chosen else "0"
 
 
 def scenario_summary(scenario: Scenario) -> dict[str, Any]:

@@ -357,7 +357,7 @@ def books(run: Run) -> dict[str, object]:
     status, and what settlement moved (minor units)."""
     from django.db.models import Count, Sum
 
-    from marketplace.models import ClearingRound, Order, Settlement
+    from marketplace.models import ClearingRound, Order, OrderStatus, Settlement
 
     rounds = ClearingRound.objects.filter(market=run.market)
     settled = Settlement.objects.filter(lease__market=run.market).aggregate(
@@ -374,6 +374,12 @@ def books(run: Run) -> dict[str, object]:
             .values_list("status")
             .annotate(n=Count("pk"))
             .order_by("status")
+        ),
+        "expired_orders_by_last_reason": dict(
+            Order.objects.filter(market=run.market, status=OrderStatus.EXPIRED)
+            .values_list("unfilled_reason")
+            .annotate(n=Count("pk"))
+            .order_by("unfilled_reason")
         ),
         "leases_by_status": dict(
             Lease.objects.filter(market=run.market)
