@@ -44,8 +44,9 @@ def main() -> None:
             "certificate_violations": result["exchange"]["rounds_with_certificate_violations"],
         }
         for name, values in result["mechanisms"].items():
-            figures[f"{name}_utilization"] = values["utilization"]
-            figures[f"{name}_gains_cny"] = values["gains_from_trade"]
+            for key in ("utilization", "demand_served", "gains_from_trade"):
+                figures[f"{name}_{key}"] = values[key]
+            figures[f"{name}_gains_whole_leases"] = values["gains_from_trade_whole_leases"]
         report("simulation", figures)
 
 
