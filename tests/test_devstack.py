@@ -1,5 +1,6 @@
-"""`make run`'s supervisor: real servers from wheels, one command up, Ctrl-C leaves nothing behind,
-the next start reuses the data, and a killed run does not block the next one."""
+"""`make run`'s supervisor: real servers from wheels, one command up, the live demo trading within a
+minute, Ctrl-C leaves nothing behind, the next start reuses the data, and a killed run does not
+block the next one."""
 
 from __future__ import annotations
 
@@ -114,20 +115,47 @@ def _wait_ready(
     raise AssertionError(f"/readyz was not 200 within {timeout}s: {last!r}")
 
 
-def _operator_joined(var: Path) -> object:
+def _query(var: Path, sql: str) -> tuple[object, ...] | None:
     settings = database_from_url(read_env_file(var / "run.env")["DATABASE_URL"])
     with psycopg.connect(
         dbname=settings["NAME"], user=settings["USER"], host=settings["HOST"]
     ) as conn:
-        row = conn.execute(
-            "SELECT date_joined FROM marketplace_user WHERE email = 'operator@demo.suanli.test'"
-        ).fetchone()
+        return conn.execute(sql).fetchone()
+
+
+def _operator_joined(var: Path) -> object:
+    row = _query(
+        var, "SELECT date_joined FROM marketplace_user WHERE email = 'operator@demo.suanli.test'"
+    )
     assert row is not None
     return row[0]
 
 
+def _wait_live(var: Path, port: int, timeout: float = 60) -> dict[str, float]:
+    """Seconds until the public market data shows a round with volume and the database an active
+    lease and a settlement: the live demo at work (what has not shown within ``timeout`` is
+    missing from the answer)."""
+    started = time.monotonic()
+    seen: dict[str, float] = {}
+    checks = {
+        "lease": "SELECT 1 FROM marketplace_lease WHERE status = 'active' LIMIT 1",
+        "settlement": "SELECT 1 FROM marketplace_settlement LIMIT 1",
+    }
+    while len(seen) < 3 and time.monotonic() - started < timeout:
+        if "round" not in seen:
+            url = f"http://127.0.0.1:{port}/api/v1/markets/cny/rounds"
+            with urllib.request.urlopen(url, timeout=5) as response:
+                if any(r["volume_units"] > 0 for r in json.load(response)["data"]):
+                    seen["round"] = time.monotonic() - started
+        for name, sql in checks.items():
+            if name not in seen and _query(var, sql) is not None:
+                seen[name] = time.monotonic() - started
+        time.sleep(1)
+    return seen
+
+
 def _ours(var: Path) -> list[psutil.Process]:
-    """Processes started for this data directory (servers, web, worker, beat)."""
+    """Processes started for this data directory (servers, web, worker, beat, demo)."""
     found = []
     for proc in psutil.process_iter(["cmdline", "status"]):
         cmdline = " ".join(proc.info["cmdline"] or [])
@@ -152,7 +180,8 @@ def test_run_serves_stops_cleanly_reuses_data_and_survives_a_kill(tmp_path: Path
     try:
         ready = _wait_ready(first, var, port)
         joined = _operator_joined(var)
-        assert len(_ours(var)) >= 5  # postgres, redis, worker, beat, web at least
+        assert len(_ours(var)) >= 6  # postgres, redis, worker, beat, web, demo at least
+        live = _wait_live(var, port)  # within a minute: rounds, active leases, settlements
     finally:
         os.killpg(first.pid, signal.SIGINT)  # Ctrl-C in the terminal
         first.wait(60)
@@ -160,6 +189,7 @@ def test_run_serves_stops_cleanly_reuses_data_and_survives_a_kill(tmp_path: Path
         "status": "ok",
         "checks": {"postgres": "ok", "redis": "ok", "celery_beat": "ok"},
     }
+    assert live.keys() == {"round", "lease", "settlement"}, live
     assert first.returncode in {0, 2, -signal.SIGINT}  # make re-raises the interrupt
     assert _wait_gone(var) == []
 
