@@ -210,7 +210,6 @@ def charts(report: dict[str, Any], directory: Path) -> list[Path]:
         )
     axes[0][0].set_xticks([x + width * (len(names) - 1) / 2 for x in range(len(shares))])
     axes[0][0].set_xticklabels(["utilization", "demand served", "east → west", "green share"])
-    axes[0][0].legend(fontsize=7)
     axes[0][0].set_title("Shares")
     axes[0][1].bar(
         range(len(names)), [float(mechanisms[n]["gains_from_trade"]) / 1e6 for n in names]
@@ -241,7 +240,9 @@ def charts(report: dict[str, Any], directory: Path) -> list[Path]:
     axes[1][1].set_xticklabels(ZONES)
     axes[1][1].set_ylim(0, 1)
     axes[1][1].set_title("Utilization by region")
-    figure.tight_layout()
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="lower center", ncol=2, fontsize=9)
+    figure.tight_layout(rect=(0, 0.07, 1, 1))
     path = directory / "comparison.png"
     figure.savefig(path, dpi=110, metadata={"Software": None})
     plt.close(figure)
