@@ -23,11 +23,13 @@ Mechanisms (chosen by the book's content)
   the residual graph condensed to signatures and classes; rounded half-even to a tick and
   re-checked by the certificate, falling back to the minimum equilibrium prices (always valid).
 - `lp`: some bids ask in SCU (a class's unit counts differently for each) → a linear program (HiGHS,
-  presolve off); prices are the class rows' duals; fractional units are rounded down.
+  presolve off); fractional units are rounded down, and units and prices, starting from the class
+  rows' duals, are settled class by class until the certificate holds (`matching.highs`).
 - `mip`: some bids are all-or-none, same-pool, or have a minimum fill above one unit → a mixed
-  integer program (HiGHS, time limit, best incumbent kept), then the LP with those decisions fixed
-  gives the prices. European day-ahead rule: an accepted block is never charged above its limit
-  (such a block is rejected and the round re-solved); a profitable one may be rejected.
+  integer program (HiGHS, time limit, best incumbent kept) gives whole units, the LP with those
+  decisions fixed gives reference prices, and both are settled as for `lp`. European day-ahead
+  rule: an accepted block is never charged above its limit (such a block is rejected and the round
+  settled again without it); a profitable one may be rejected.
 - `mcafee` (option): per-class McAfee trade reduction on top of the equilibrium allocation, for thin
   classes: the marginal trade of a class is dropped and its price set between the marginal bid and
   ask, so nobody gains by misreporting.

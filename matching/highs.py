@@ -4,27 +4,32 @@ Columns: x_b (each bid's fill, in its own quantity: units, or SCU·10⁻⁴), z_
 group takes from a class), y_k (units an ask sells); for blocks a binary δ_b (accepted or not), and
 for same-pool bids z_bk (units from one ask) and a binary u_bP (the pool chosen). Rows: each group
 balances its bids against its classes (an SCU group counts a unit of class c as scu_c), each class
-balances what groups take against what its asks sell (**its dual is the class price**), and the
-block rows (x_b = q_b·δ_b for all-or-none; m_b·δ_b ≤ x_b ≤ q_b·δ_b for a minimum fill; Σ_P u_bP ≤ 1
-and Σ_{k∈P} z_bk ≤ q_b·u_bP for same-pool).
+balances what groups take against what its asks sell (**its dual is the class's reference price**),
+and the block rows (x_b = q_b·δ_b for all-or-none; m_b·δ_b ≤ x_b ≤ q_b·δ_b for a minimum fill;
+Σ_P u_bP ≤ 1 and Σ_{k∈P} z_bk ≤ q_b·u_bP for same-pool). An SCU block is a group of its own:
+whole units of several sizes shared by several bids need not add up to each bid's quantity.
 
 Presolve is off: on this model HiGHS's presolve costs about ten times the solve.
 
-Integer mode (blocks present): the MIP runs under a time limit and its best incumbent is kept; the
-block decisions (δ, u) are then fixed and the LP is solved for prices. European day-ahead rule: an
-accepted block that would pay more than its limit at those prices is rejected (the one with the
-largest excess first) and the LP re-solved, until none is; a profitable block may thus be rejected,
-but an accepted one is never charged above its limit.
+Integer mode (blocks present): the MIP (whole units for blocks and SCU groups) runs under a time
+limit and its best incumbent is kept; the block decisions (δ, u) are then fixed and the LP is solved
+for reference prices. European day-ahead rule: an accepted block that would pay more than its limit
+at those prices, or at the prices settling arrives at (below), is rejected (the one with the largest
+excess first) and the round settled again without it, until none is; a profitable block may thus be
+rejected, but an accepted one is never charged above its limit.
 
-Fractional units (SCU groups) are rounded down; the units that frees are simply not traded.
+Whole units: the MIP's own (less a rejected block's, which settling hands out); on the LP path, the
+LP's rounded down. Neither is what the LP's duals price, so `_Settlement` adjusts units and prices,
+class by class, until the certificate (`engine.verify`) holds.
 """
 
 from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from fractions import Fraction
 
 import highspy
 import numpy as np
@@ -34,6 +39,7 @@ from matching.engine import (
     Ask,
     Bid,
     Book,
+    Class,
     Clearing,
     Fill,
     Reason,
@@ -41,6 +47,7 @@ from matching.engine import (
     _merged,
     _ration,
     _result,
+    bid_units,
     pair,
     unit_value,
     verify,
@@ -92,6 +99,8 @@ class _Layout:
 
 
 def _group_of(bid: Bid) -> str:
+    if bid.per_scu and _is_block(bid):  # a group of its own (see the module docstring)
+        return f"{bid.signature}\x00scu\x00{bid.id}"
     return f"{bid.signature}\x00{'scu' if bid.per_scu else 'units'}"
 
 
@@ -123,7 +132,10 @@ def _layout(book: Book, *, integer: bool, fixed: Mapping[int, float]) -> _Layout
         return b.price / SCU_SCALE if b.per_scu else float(b.price)
 
     def add_bid(b: Bid) -> int:
-        col = m.col(value_per_quantity(b), 0.0, float(b.quantity))
+        # A unit block's fill is whole in the MIP, so its group's whole units cover it exactly (a
+        # same-pool bid's is the sum of its whole draws already).
+        whole = integer and _is_block(b) and not (b.per_scu or b.same_pool)
+        col = m.col(value_per_quantity(b), 0.0, float(b.quantity), integer=whole)
         x[b.id] = col
         if _is_block(b):
             d = m.col(0.0, 0.0, 1.0, integer=integer)
@@ -146,10 +158,13 @@ def _layout(book: Book, *, integer: bool, fixed: Mapping[int, float]) -> _Layout
         r = m.row(0.0, 0.0)  # Σ x_b − Σ w_c z_gc = 0
         for b in members:
             m.put(r, add_bid(b), 1.0)
+        # Whole units from the MIP where rounding down could break a block (an SCU group's units
+        # or a unit block's); divisible unit bids are rounded and settled as on the LP path.
+        whole = integer and (group_scu[g] or any(_is_block(b) for b in members))
         for c in book.arcs.get(group_sig[g], ()):
             if c not in class_row:
                 continue
-            col = m.col(0.0, 0.0, math.inf, integer=integer and group_scu[g])
+            col = m.col(0.0, 0.0, math.inf, integer=whole)
             z[(g, c)] = col
             m.put(r, col, -float(classes[c].scu if group_scu[g] else 1))
             m.put(class_row[c], col, 1.0)
@@ -247,6 +262,7 @@ def solve(book: Book, *, integer: bool, time_limit: float | None) -> Clearing:
     rejected: dict[str, Reason] = {}
     fixed: dict[int, float] = {}
     notes: list[str] = []
+    whole: tuple[_Layout, list[float]] | None = None  # the MIP's whole units
     if integer:
         layout = _layout(book, integer=True, fixed={})
         values, _, optimal = _run(layout.model, time_limit=time_limit)
@@ -255,29 +271,35 @@ def solve(book: Book, *, integer: bool, time_limit: float | None) -> Clearing:
         for cols in (layout.delta, layout.u):
             for col in cols.values():
                 fixed[col] = float(round(values[col]))
-    # Fix block decisions; solve the LP for prices; reject blocks charged above their limit.
+        whole = (layout, values)
+    # Fix block decisions; the LP gives reference prices; whole units are settled at class prices;
+    # a block charged above its limit on the way is rejected and the LP re-solved without it.
     while True:
         layout = _layout(book, integer=False, fixed=fixed)
         values, duals, lp_optimal = _run(layout.model, time_limit=None)
-        prices = {c: _tick(duals[r]) for c, r in layout.class_row.items()}
-        worst = _paradoxically_accepted(book, layout, values, prices)
+        reference = {c: _tick(duals[r]) for c, r in layout.class_row.items()}
+        worst = _paradoxically_accepted(book, layout, values, reference)
+        if worst is None:
+            source, solution = whole or (layout, values)
+            settlement = _Settlement(book, _rounded(book, source, solution, reference), reference)
+            worst = settlement.run()
         if worst is None:
             break
         fixed[layout.delta[worst]] = 0.0
         for (bid, _pool), col in layout.u.items():
             if bid == worst:
                 fixed[col] = 0.0
+        if whole is not None:  # the MIP's units without the block's: settling hands those out
+            whole = (whole[0], [fixed.get(col, v) for col, v in enumerate(whole[1])])
         rejected[worst] = "all_or_none_unsatisfiable"
         notes.append(f"block {worst} rejected: its limit is below the clearing price")
-    fills = _allocate(book, layout, values, prices)
+    prices = settlement.prices()
+    fills = settlement.fills(prices)
     filled: dict[str, int] = defaultdict(int)
     by_id = {b.id: b for b in book.bids}
     for f in fills:
-        filled[f.bid] += f.units * (book.classes[f.cls].scu if by_id[f.bid].per_scu else 1)
-    traded = {f.cls for f in fills}
-    prices = _repair_prices(book, fills, {c: p for c, p in prices.items() if c in traded})
-    fills = [replace(f, price=prices[f.cls]) for f in fills]
-    clearing = _result(
+        filled[f.bid] += bid_units(by_id[f.bid], f.units, book.classes[f.cls])
+    return _result(
         book,
         "mip" if integer else "lp",
         fills,
@@ -287,7 +309,6 @@ def solve(book: Book, *, integer: bool, time_limit: float | None) -> Clearing:
         notes=tuple(notes),
         reasons=rejected,
     )
-    return clearing
 
 
 def _quantity(b: Bid) -> int:
@@ -306,20 +327,18 @@ def _paradoxically_accepted(
     worst: tuple[float, str] | None = None
     by_id = {b.id: b for b in book.bids}
     asks = {a.id: a for a in book.asks}
+    used: dict[str, set[str]] = defaultdict(set)  # group or same-pool bid → classes it buys
+    for (g, c), col in layout.z.items():
+        if values[col] > EPS:
+            used[g].add(c)
+    for (bid_id, ask_id), col in layout.zk.items():
+        if values[col] > EPS:
+            used[bid_id].add(asks[ask_id].cls)
     for bid_id, d in layout.delta.items():
         if values[d] < 0.5:
             continue
         b = by_id[bid_id]
-        if b.same_pool:
-            used = {
-                asks[k].cls
-                for (bb, k), col in layout.zk.items()
-                if bb == bid_id and values[col] > EPS
-            }
-        else:
-            g = _group_of(b)
-            used = {c for (gg, c), col in layout.z.items() if gg == g and values[col] > EPS}
-        for c in used:
+        for c in sorted(used[bid_id if b.same_pool else _group_of(b)]):
             num, den = unit_value(b, book.classes[c])
             excess = prices[c] - num / den
             if excess > EPS and (worst is None or (excess, bid_id) > worst):
@@ -327,27 +346,40 @@ def _paradoxically_accepted(
     return None if worst is None else worst[1]
 
 
-def _allocate(
+@dataclass
+class _Allocation:
+    """Whole units: per class, what each bid buys through its group (insertion order is the order
+    bids meet asks), and what same-pool bids buy from named asks."""
+
+    pieces: dict[str, dict[str, int]]  # class → bid id → units
+    direct: list[tuple[Bid, Ask, int]]
+
+
+def _rounded(
     book: Book, layout: _Layout, values: Sequence[float], prices: Mapping[str, int]
-) -> list[Fill]:
-    """Whole units from the LP's (possibly fractional) solution, then fills per ask."""
+) -> _Allocation:
+    """Whole units from a solution (the MIP's are whole already; the LP's are rounded down)."""
     classes = book.classes
     asks = {a.id: a for a in book.asks}
-    pieces: dict[str, list[tuple[Bid, int]]] = defaultdict(list)  # class → (bid, units)
+    by_id = {b.id: b for b in book.bids}
+    pieces: dict[str, dict[str, int]] = defaultdict(dict)
+
+    def add(c: str, b: Bid, units: int) -> None:
+        pieces[c][b.id] = pieces[c].get(b.id, 0) + units
+
     direct: list[tuple[Bid, Ask, int]] = []
     # Same-pool bids draw from named asks.
     for (bid_id, ask_id), col in sorted(layout.zk.items()):
         units = math.floor(values[col] + EPS)
-        if units:
-            b = next(b for b in book.bids if b.id == bid_id)
-            direct.append((b, asks[ask_id], units))
+        if units and values[layout.delta[bid_id]] > 0.5:
+            direct.append((by_id[bid_id], asks[ask_id], units))
     # Groups: whole units per class, shared among the group's bids.
+    rooms: dict[str, dict[str, int]] = defaultdict(dict)
+    for (g, c), col in layout.z.items():
+        if values[col] > EPS:
+            rooms[g][c] = math.floor(values[col] + EPS)
     for g, members in layout.groups.items():
-        room = {
-            c: math.floor(values[col] + EPS)
-            for (gg, c), col in layout.z.items()
-            if gg == g and values[col] > EPS
-        }
+        room = rooms[g]
         # Cheapest first: per unit, or per SCU for an SCU group.
         scale = {c: classes[c].scu if layout.group_scu[g] else 1 for c in room}
         order = sorted(room, key=lambda c: (prices.get(c, 0) / scale[c], c))
@@ -367,7 +399,7 @@ def _allocate(
                 while need and current is not None:
                     take = min(need, room[current])
                     if take:
-                        pieces[current].append((b, take))
+                        add(current, b, take)
                     need -= take
                     room[current] -= take
                     if room[current] == 0:
@@ -385,82 +417,246 @@ def _allocate(
                         taken.append((c, take))
                         need -= take * w
                 got = b.quantity - need
-                whole = need < max((classes[c].scu for c in order), default=1)
-                if (b.all_or_none and not whole) or (0 < got < b.min_fill):
+                complete = need < max((classes[c].scu for c in order), default=1)
+                if (b.all_or_none and not complete) or (0 < got < b.min_fill):
                     continue
                 for c, take in taken:
                     room[c] -= take
-                    pieces[c].append((b, take))
-    _top_up(book, pieces, direct, prices)
-    # Asks: what each class sells, rationed over its asks after the same-pool draws.
-    left = {a.id: a.units for a in book.asks}
-    fills: list[Fill] = []
-    for b, a, units in direct:
-        units = min(units, left[a.id])
-        left[a.id] -= units
-        if units:
-            fills.append(Fill(b.id, a.id, a.cls, units, prices.get(a.cls, 0)))
-    totals = {c: sum(u for _, u in chunk) for c, chunk in pieces.items()}
-    remaining = [replace(a, units=left[a.id]) for a in book.asks if left[a.id] > 0]
-    sold = _ration(remaining, key=lambda a: a.cls, totals=totals, qty=lambda a: a.units)
-    for c, chunk in sorted(pieces.items()):
-        sells = [(a, sold[a.id]) for a in remaining if a.cls == c and sold.get(a.id, 0)]
-        fills += pair(c, prices.get(c, 0), chunk, sells)
-    return _merged(fills)
+                    add(c, b, take)
+    return _Allocation(dict(pieces), direct)
 
 
-def _top_up(
-    book: Book,
-    pieces: dict[str, list[tuple[Bid, int]]],
-    direct: Sequence[tuple[Bid, Ask, int]],
-    prices: Mapping[str, int],
-) -> None:
-    """Rounding fractional units down can strand a unit that a divisible bid wants at the class
-    price: hand such units out, best bid first ((price, time, id)), cheapest class first."""
-    classes = book.classes
-    cheap: dict[str, int] = defaultdict(int)  # units of asks at or below the class price
-    for a in book.asks:
-        p = prices.get(a.cls)
-        if p is not None and a.price <= p:
-            cheap[a.cls] += a.units
-    for c, chunk in pieces.items():
-        cheap[c] -= sum(u for _, u in chunk)
-    for _, a, units in direct:
-        cheap[a.cls] -= units
-    got: dict[str, int] = defaultdict(int)
-    for c, chunk in pieces.items():
-        for b, u in chunk:
-            got[b.id] += u * (classes[c].scu if b.per_scu else 1)
-    for b in book.bids:  # sorted (price, time, id)
-        if _is_block(b):
-            continue
-        options = sorted(
-            (c for c in book.arcs.get(b.signature, ()) if cheap.get(c, 0) > 0 and c in prices),
-            key=lambda c: (prices[c] / (classes[c].scu if b.per_scu else 1), c),
-        )
-        for c in options:
-            num, den = unit_value(b, classes[c])
-            if num // den < prices[c]:
+class _Settlement:
+    """Whole units and one price per class that meet the certificate (`engine.verify`).
+
+    The LP's duals price the LP's own (fractional) solution. Whole units differ from it, and its
+    duals need not be one price a class's every trader accepts: units rounded off stay unsold below
+    the price while a bid at the price has room; a bid that lost a fraction of a unit has room again
+    and values a class with units spare above its price; a same-pool bid buys through its ask's row,
+    so the class row's dual can sit below the ask it bought. The certificate's conditions bind each
+    class on its own, so prices are set per class: each traded class starts at its LP price, held
+    within [dearest ask sold, lowest value of a bid that bought], then, until nothing changes,
+
+    1. an accepted block that values a class it bought below the class price is rejected (European
+       rule: `run` returns it, and the caller settles the round again without it);
+    2. a divisible bid that values a class below its price gives up its units there (and the rest
+       of its units if that leaves it below its minimum fill);
+    3. divisible bids with room buy the units left unsold at or below the class price, best bid
+       first ((price, time, id)), cheapest class first: each such trade adds welfare;
+    4. a traded class with units spare whose price is below the value (on the tick grid) of a
+       divisible bid with room for one of its units is raised, to the cheapest unsold ask (where 3
+       lets the bid buy) or to that value, whichever is lower.
+
+    It ends: prices only rise; a bid priced out of a class cannot buy there again at that price or
+    any higher one; between those events units are only added, and supply is finite. When it ends,
+    every condition holds: no filled bid is priced out (2), asks sold are at or below the price (the
+    start, then 3 sells only those), no divisible bid with room values a class with units spare
+    above its price (4), and no ask is unsold below the price while such a bid would pay it (3).
+    """
+
+    def __init__(self, book: Book, allocation: _Allocation, reference: Mapping[str, int]) -> None:
+        self.book = book
+        self.classes = book.classes
+        self.bids = {b.id: b for b in book.bids}
+        self.pieces: dict[str, dict[str, int]] = defaultdict(dict, allocation.pieces)
+        self.direct = allocation.direct
+        self.by_signature: dict[str, list[Bid]] = defaultdict(list)
+        for b in book.bids:  # sorted by price, highest first
+            if not _is_block(b):
+                self.by_signature[b.signature].append(b)
+        self.accepting: dict[str, list[str]] = defaultdict(list)
+        for sig, accepted in book.arcs.items():
+            for c in accepted:
+                self.accepting[c].append(sig)
+        drawn: dict[str, int] = defaultdict(int)
+        self.got: dict[str, int] = defaultdict(int)  # in each bid's own quantity unit
+        self.direct_units: dict[str, int] = defaultdict(int)
+        self.direct_dearest: dict[str, int] = {}
+        for b, a, units in self.direct:
+            drawn[a.id] += units
+            self.got[b.id] += units * self._weight(b, a.cls)
+            self.direct_units[a.cls] += units
+            self.direct_dearest[a.cls] = max(self.direct_dearest.get(a.cls, a.price), a.price)
+        # Each class's units left after the same-pool draws, cheapest first (the order the class's
+        # group units are rationed over its asks).
+        self.free: dict[str, list[tuple[int, int]]] = defaultdict(list)
+        for a in book.asks:  # sorted by (price, time, id)
+            if a.units > drawn[a.id]:
+                self.free[a.cls].append((a.price, a.units - drawn[a.id]))
+        for c, chunk in self.pieces.items():
+            for bid_id, units in chunk.items():
+                self.got[bid_id] += units * self._weight(self.bids[bid_id], c)
+        self.price: dict[str, int] = {}
+        for c, p in sorted(reference.items()):
+            if self._traded(c):
+                p = max(min(p, self._lowest_value(c)), self._dearest_sold(c))
+            self.price[c] = p  # an untraded class keeps its LP price for units handed out (3)
+
+    def _weight(self, b: Bid, c: str) -> int:
+        return self.classes[c].scu if b.per_scu else 1
+
+    def _total(self, c: str) -> int:
+        return sum(self.pieces[c].values()) if c in self.pieces else 0
+
+    def _traded(self, c: str) -> bool:
+        return self._total(c) > 0 or self.direct_units.get(c, 0) > 0
+
+    def _dearest_sold(self, c: str) -> int:
+        dearest = self.direct_dearest.get(c, 0)
+        left = self._total(c)
+        for price, units in self.free.get(c, ()):
+            if left <= 0:
+                break
+            dearest = max(dearest, price)
+            left -= units
+        if left > 0:  # pragma: no cover - the LP and MIP never take more than a class has
+            raise RuntimeError(f"class {c} over-allocated by {left} units")
+        return dearest
+
+    def _buyers(self, c: str) -> Iterator[Bid]:
+        yield from (self.bids[bid_id] for bid_id, units in self.pieces[c].items() if units)
+        yield from (b for b, a, units in self.direct if a.cls == c and units)
+
+    def _lowest_value(self, c: str) -> int:
+        """The lowest value (on the tick grid) of a bid that bought in the class."""
+        return min(_floor_value(b, self.classes[c]) for b in self._buyers(c))
+
+    def _room(self, b: Bid) -> int:
+        return b.quantity - self.got[b.id]
+
+    def run(self) -> str | None:
+        """Settle; return a block to reject, or None when done."""
+        for _ in range(4 * (len(self.bids) + 1) * (len(self.price) + 1)):  # far more than needed
+            worst = self._paradoxically_accepted()
+            if worst is not None:
+                return worst
+            changed = self._drop_priced_out()
+            changed |= self._hand_out()
+            changed |= self._raise()
+            if not changed:
+                return None
+        raise RuntimeError("settling the round's prices did not converge")  # pragma: no cover
+
+    def _paradoxically_accepted(self) -> str | None:
+        """The accepted block with the largest excess of its class price over its value, if any."""
+        worst: tuple[Fraction, str] | None = None
+        for c in sorted(self.price):
+            if not self._traded(c):
                 continue
-            w = classes[c].scu if b.per_scu else 1
-            take = min(cheap[c], (b.quantity - got[b.id]) // w)
-            if take > 0:
-                pieces[c].append((b, take))
+            for b in self._buyers(c):
+                if not _is_block(b):
+                    continue
+                num, den = unit_value(b, self.classes[c])
+                excess = Fraction(self.price[c] * den - num, den)
+                if excess > 0 and (worst is None or (excess, b.id) > worst):
+                    worst = (excess, b.id)
+        return None if worst is None else worst[1]
+
+    def _drop_priced_out(self) -> bool:
+        out: set[str] = set()
+        for c, chunk in sorted(self.pieces.items()):
+            p = self.price[c]
+            for bid_id in [i for i in chunk if not _is_block(self.bids[i])]:
+                b = self.bids[bid_id]
+                num, den = unit_value(b, self.classes[c])
+                if num < p * den:
+                    self.got[bid_id] -= chunk.pop(bid_id) * self._weight(b, c)
+                    out.add(bid_id)
+        for bid_id in sorted(out):  # what is left below the bid's minimum goes too
+            b = self.bids[bid_id]
+            if 0 < self.got[bid_id] < b.min_fill:
+                for c, chunk in sorted(self.pieces.items()):
+                    if bid_id in chunk:
+                        self.got[bid_id] -= chunk.pop(bid_id) * self._weight(b, c)
+        return bool(out)
+
+    def _hand_out(self) -> bool:
+        """Units unsold at or below a class price to the divisible bids with room that pay it."""
+        total = {c: self._total(c) for c in self.price}
+        cheap = {
+            c: sum(units for price, units in self.free.get(c, ()) if price <= p) - total[c]
+            for c, p in self.price.items()
+        }
+        changed = False
+        for b in self.book.bids:  # sorted (price, time, id)
+            if _is_block(b) or self._room(b) <= 0:
+                continue
+            options = sorted(
+                (c for c in self.book.arcs.get(b.signature, ()) if cheap.get(c, 0) > 0),
+                key=lambda c: (self.price[c] / self._weight(b, c), c),
+            )
+            for c in options:
+                w = self._weight(b, c)
+                num, den = unit_value(b, self.classes[c])
+                take = min(cheap[c], self._room(b) // w)
+                if num < self.price[c] * den or take <= 0:
+                    continue
+                if self.got[b.id] == 0 and take * w < b.min_fill:
+                    continue
+                self.pieces[c][b.id] = self.pieces[c].get(b.id, 0) + take
+                self.got[b.id] += take * w
                 cheap[c] -= take
-                got[b.id] += take * w
+                changed = True
+        return changed
+
+    def _raise(self) -> bool:
+        changed = False
+        for c in sorted(self.price):
+            next_ask = self._cheapest_unsold(c)
+            if next_ask is None or not self._traded(c):
+                continue
+            klass = self.classes[c]
+            values = [
+                _floor_value(b, klass)
+                for sig in self.accepting.get(c, ())
+                for b in self.by_signature.get(sig, ())
+                if self._room(b) >= self._weight(b, c)
+            ]
+            p = self.price[c]
+            if values and max(values) > p:
+                # An ascending clock: to the next unsold ask, where the bid can buy (3), unless the
+                # bid's value comes first.
+                self.price[c] = max(values) if next_ask <= p else min(max(values), next_ask)
+                changed = True
+        return changed
+
+    def _cheapest_unsold(self, c: str) -> int | None:
+        """The price of the cheapest ask in the class with units unsold, if any."""
+        left = self._total(c)
+        for price, units in self.free.get(c, ()):
+            if units > left:
+                return price
+            left -= units
+        return None
+
+    def prices(self) -> dict[str, int]:
+        return {c: p for c, p in self.price.items() if self._traded(c)}
+
+    def fills(self, prices: Mapping[str, int]) -> list[Fill]:
+        """Fills per ask: same-pool draws from their asks, then each class's units rationed over
+        what its asks have left, cheapest first (pro rata at the marginal price, then time)."""
+        left = {a.id: a.units for a in self.book.asks}
+        fills: list[Fill] = []
+        for b, a, units in self.direct:
+            units = min(units, left[a.id])
+            left[a.id] -= units
+            if units:
+                fills.append(Fill(b.id, a.id, a.cls, units, prices[a.cls]))
+        chunks = {c: chunk for c, chunk in self.pieces.items() if any(chunk.values())}
+        totals = {c: sum(chunk.values()) for c, chunk in chunks.items()}
+        remaining = [replace(a, units=left[a.id]) for a in self.book.asks if left[a.id] > 0]
+        sold = _ration(remaining, key=lambda a: a.cls, totals=totals, qty=lambda a: a.units)
+        for c, chunk in sorted(chunks.items()):
+            wants = [(self.bids[bid_id], units) for bid_id, units in chunk.items() if units]
+            sells = [(a, sold[a.id]) for a in remaining if a.cls == c and sold.get(a.id, 0)]
+            fills += pair(c, prices[c], wants, sells)
+        return _merged(fills)
 
 
-def _repair_prices(book: Book, fills: Sequence[Fill], prices: dict[str, int]) -> dict[str, int]:
-    """Keep each traded class's price within [dearest ask sold, lowest value bought]."""
-    bids = {b.id: b for b in book.bids}
-    asks = {a.id: a for a in book.asks}
-    floor: dict[str, int] = {}
-    ceiling: dict[str, int] = {}
-    for f in fills:
-        floor[f.cls] = max(floor.get(f.cls, 0), asks[f.ask].price)
-        num, den = unit_value(bids[f.bid], book.classes[f.cls])
-        ceiling[f.cls] = min(ceiling.get(f.cls, num // den), num // den)
-    return {c: min(max(p, floor.get(c, p)), ceiling.get(c, p)) for c, p in prices.items()}
+def _floor_value(b: Bid, klass: Class) -> int:
+    """A bid's value for one unit-hour of a class, rounded down to the tick grid."""
+    num, den = unit_value(b, klass)
+    return num // den
 
 
 __all__ = ["solve", "verify"]

@@ -1,7 +1,9 @@
 """Books for testing the clearing engine, and two oracles that share no code with it.
 
 - `books()`: a Hypothesis strategy for small books (few classes, signatures, ids and prices, so
-  ties and rationing are common); `block_books()` adds SCU-denominated and block bids.
+  ties and rationing are common); `block_books()` adds SCU-denominated and block bids;
+  `mixed_books()` mixes them the way the market's rounds do (classes of odd SCU sizes, SCU bids of
+  a fraction of a unit to a few units, same-pool gangs).
 - `random_book(seed, ...)`: a seeded, larger book of the market's shape, for reference comparisons
   and benchmarks.
 - `brute_force_welfare(book)`: the best welfare over every integer allocation (exhaustive search,
@@ -131,6 +133,60 @@ def block_books(draw: st.DrawFn, *, per_scu: bool, blocks: bool) -> Book:
         quantity = SCU_SCALE if per_scu else 1
         bids.append(Bid("b0", "g0", quantity, price=1, seq=0, per_scu=per_scu, all_or_none=blocks))
     return Book(asks=base.asks, bids=bids, arcs=base.arcs, classes=classes)
+
+
+MARKET_SCU_SIZES = (1_652, 2_500, 5_000, 10_000, 14_482, 24_960)  # odd sizes, as real devices have
+
+
+@st.composite
+def mixed_books(draw: st.DrawFn, *, blocks: bool) -> Book:
+    """A small book like the market's rounds: divisible unit bids, SCU bids whose quantity runs from
+    a fraction of one unit to a few (so the LP's fractions and their rounding matter, and a unit's
+    value falls between ticks), and with `blocks` blocks too: same-pool all-or-none gangs,
+    all-or-none bids and minimum fills. The first bid is a gang with `blocks`, else an SCU bid, so
+    the book takes the MIP or the LP path. Classes have odd SCU sizes; bids accept 1-3 of them."""
+    keys = [f"c{i}" for i in range(draw(st.integers(1, 3)))]
+    classes = {k: Class(k, scu=draw(st.sampled_from(MARKET_SCU_SIZES))) for k in keys}
+    asks = [
+        Ask(
+            id=f"a{i}",
+            cls=draw(st.sampled_from(keys)),
+            pool=draw(st.sampled_from(POOLS)),
+            units=draw(st.integers(1, 6)),
+            price=draw(st.integers(5, 40)),
+            seq=draw(st.integers(0, 5)),
+        )
+        for i in range(draw(st.integers(1, 6)))
+    ]
+    kinds = ["unit", "scu"] + (["gang", "all_or_none", "min_fill"] if blocks else [])
+    arcs: dict[str, list[str]] = {}
+    bids: list[Bid] = []
+    for i in range(draw(st.integers(1, 6))):
+        signature = f"g{i}"
+        arcs[signature] = draw(st.lists(st.sampled_from(keys), unique=True, min_size=1))
+        kind = draw(st.sampled_from(kinds)) if i else ("gang" if blocks else "scu")
+        seq = draw(st.integers(0, 5))
+        if kind == "scu":
+            quantity = draw(st.integers(1_000, 40_000))
+            # Per SCU-hour: 3-41 per unit of the smallest class, 50-624 of the largest.
+            price = draw(st.integers(20, 250))
+            bids.append(Bid(f"b{i}", signature, quantity, price, seq, per_scu=True))
+            continue
+        quantity = draw(st.integers(1, 6))
+        price = draw(st.integers(5, 60))
+        bids.append(
+            Bid(
+                f"b{i}",
+                signature,
+                quantity,
+                price,
+                seq,
+                all_or_none=kind in ("gang", "all_or_none"),
+                same_pool=kind == "gang",
+                min_fill=draw(st.integers(2, max(2, quantity))) if kind == "min_fill" else 1,
+            )
+        )
+    return Book(asks=asks, bids=bids, arcs=arcs, classes=classes)
 
 
 def random_book(
