@@ -34,6 +34,12 @@ class Command(BaseCommand):
         parser.add_argument(
             "--markup", type=Decimal, default=baselines.DEFAULT_MARKUP, help="posted-price markup"
         )
+        parser.add_argument(
+            "--ask-markup",
+            type=Decimal,
+            default=Decimal(0),
+            help="our providers ask cost × (1 + this); 0: they ask their cost",
+        )
         parser.add_argument("--no-progress", action="store_true")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -46,6 +52,7 @@ class Command(BaseCommand):
             rounds=options["rounds"],
             demand=options["demand"],
             markup=options["markup"],
+            ask_markup=options["ask_markup"],
             progress=not options["no_progress"],
         )
         out = (
@@ -65,6 +72,7 @@ def run_simulation(
     rounds: int,
     demand: float,
     markup: Decimal = baselines.DEFAULT_MARKUP,
+    ask_markup: Decimal = Decimal(0),
     progress: bool = False,
 ) -> dict[str, Any]:
     """The whole comparison as one report (no timings in it: the same seed gives the same
@@ -78,7 +86,9 @@ def run_simulation(
     def advance(_round: int) -> None:
         bar.update()
 
-    run = simulation.simulate(world, tag=f"{seed}-{secrets.token_hex(3)}", progress=advance)
+    run = simulation.simulate(
+        world, tag=f"{seed}-{secrets.token_hex(3)}", ask_markup=ask_markup, progress=advance
+    )
     bar.close()
     mechanisms = {
         "exchange": report.figures(world, run.allocations()),
@@ -94,7 +104,12 @@ def run_simulation(
             "posted_price_markup": str(markup),
             "pay_as_bid_margin": str(baselines.DEFAULT_MARGIN),
             "pay_as_bid_slope": str(baselines.DEFAULT_SLOPE),
-            "exchange_asks": "providers ask their cost; buyers bid their value",
+            "exchange_asks": (
+                f"providers ask cost × (1 + {ask_markup})"
+                if ask_markup
+                else "providers ask their cost"
+            )
+            + "; buyers bid their value",
         },
         "mechanisms": mechanisms,
         "exchange": simulation.books(run),
