@@ -199,47 +199,46 @@ def charts(report: dict[str, Any], directory: Path) -> list[Path]:
     written.append(path)
 
     figure, axes = plt.subplots(2, 2, figsize=(11, 8))
+
+    def grouped(
+        axis: Any, title: str, ticks: Sequence[str], values: Callable[[str], list[float]]
+    ) -> None:
+        """One bar per mechanism at each tick."""
+        width = 0.8 / len(names)
+        for i, n in enumerate(names):
+            axis.bar(
+                [x + i * width for x in range(len(ticks))], values(n), width, label=MECHANISMS[n]
+            )
+        axis.set_xticks([x + width * (len(names) - 1) / 2 for x in range(len(ticks))])
+        axis.set_xticklabels(ticks)
+        axis.set_title(title)
+
     shares = ("utilization", "demand_served", "east_to_west", "green_share")
-    width = 0.8 / len(names)
-    for i, n in enumerate(names):
-        axes[0][0].bar(
-            [x + i * width for x in range(len(shares))],
-            [float(mechanisms[n][k]) for k in shares],
-            width,
-            label=MECHANISMS[n],
-        )
-    axes[0][0].set_xticks([x + width * (len(names) - 1) / 2 for x in range(len(shares))])
-    axes[0][0].set_xticklabels(["utilization", "demand served", "east → west", "green share"])
-    axes[0][0].set_title("Shares")
+    grouped(
+        axes[0][0],
+        "Shares",
+        ["utilization", "demand served", "east → west", "green share"],
+        lambda n: [float(mechanisms[n][k]) for k in shares],
+    )
     axes[0][1].bar(
         range(len(names)), [float(mechanisms[n]["gains_from_trade"]) / 1e6 for n in names]
     )
     axes[0][1].set_xticks(range(len(names)))
     axes[0][1].set_xticklabels([n.replace("_", "\n") for n in names], fontsize=8)
     axes[0][1].set_title("Gains from trade (million CNY)")
-    for i, n in enumerate(names):
-        prices = mechanisms[n]["price_per_scu_hour"]
-        axes[1][0].bar(
-            [x + i * width for x in range(len(ZONES))],
-            [float(prices.get(z, 0)) for z in ZONES],
-            width,
-            label=MECHANISMS[n],
-        )
-    axes[1][0].set_xticks([x + width * (len(names) - 1) / 2 for x in range(len(ZONES))])
-    axes[1][0].set_xticklabels(ZONES)
-    axes[1][0].set_title("Average price per SCU-hour by region (CNY)")
-    for i, n in enumerate(names):
-        by_zone = mechanisms[n]["utilization_by_zone"]
-        axes[1][1].bar(
-            [x + i * width for x in range(len(ZONES))],
-            [float(by_zone.get(z, 0)) for z in ZONES],
-            width,
-            label=MECHANISMS[n],
-        )
-    axes[1][1].set_xticks([x + width * (len(names) - 1) / 2 for x in range(len(ZONES))])
-    axes[1][1].set_xticklabels(ZONES)
+    grouped(
+        axes[1][0],
+        "Average price per SCU-hour by region (CNY)",
+        ZONES,
+        lambda n: [float(mechanisms[n]["price_per_scu_hour"].get(z, 0)) for z in ZONES],
+    )
+    grouped(
+        axes[1][1],
+        "Utilization by region",
+        ZONES,
+        lambda n: [float(mechanisms[n]["utilization_by_zone"].get(z, 0)) for z in ZONES],
+    )
     axes[1][1].set_ylim(0, 1)
-    axes[1][1].set_title("Utilization by region")
     handles, labels = axes[0][0].get_legend_handles_labels()
     figure.legend(handles, labels, loc="lower center", ncol=2, fontsize=9)
     figure.tight_layout(rect=(0, 0.07, 1, 1))
