@@ -74,6 +74,7 @@ from marketplace.models import (
 from marketplace.services import accounts, leases
 from marketplace.services import market as market_services
 from matching import services as matching
+from matching.simulation.run import deposit
 from matching.simulation.scenario import (
     COST_FACTOR,
     DEVICE_CLASSES,
@@ -447,17 +448,12 @@ class LiveDemo:
         )
         if ledger_queries.balance(wallet.pk).available >= WALLET_LOW:
             return False
-        source = ledger.open_account(
-            owner="platform", purpose=Purpose.ADJUSTMENT, currency=currency, now=now
-        )
-        result = ledger.transfer(
-            ledger.NewTransfer(
-                id=uuid.uuid4(),
-                debit_account_id=source.pk,
-                credit_account_id=wallet.pk,
-                amount=WALLET_TOP_UP,
-                metadata={"reason": "live demo deposit"},
-            ),
+        (result,) = deposit(
+            [organization],
+            amount=WALLET_TOP_UP,
+            currency=currency,
+            ids=[uuid.uuid4()],
+            metadata={"reason": "live demo deposit"},
             now=now,
         )
         return result == ledger.Result.OK

@@ -225,28 +225,45 @@ def _supply(run: Run, *, now: dt.datetime, markup: Decimal) -> None:
 
 
 def _fund(run: Run, *, now: dt.datetime) -> None:
-    """Deposit into every buyer's wallet (an adjustment: Stripe deposits are not built yet)."""
-    currency = run.market.currency
-    keys = [ledger.AccountKey("platform", Purpose.ADJUSTMENT, currency)] + [
-        ledger.AccountKey(market.ledger_owner(b.organization), Purpose.WALLET, currency)
-        for b in run.buyers
-    ]
-    ids = ledger.open_accounts(keys, now=now)
-    source = ids[keys[0]]
-    results = ledger.create_transfers(
-        [
-            ledger.NewTransfer(
-                id=_stable_uuid(run.market.slug, "deposit", i),
-                debit_account_id=source,
-                credit_account_id=ids[key],
-                amount=WALLET,
-                metadata={"simulation": run.market.slug},
-            )
-            for i, key in enumerate(keys[1:])
-        ],
+    results = deposit(
+        [b.organization for b in run.buyers],
+        amount=WALLET,
+        currency=run.market.currency,
+        ids=[_stable_uuid(run.market.slug, "deposit", i) for i in range(len(run.buyers))],
+        metadata={"simulation": run.market.slug},
         now=now,
     )
     assert all(r == ledger.Result.OK for r in results), results  # noqa: S101 - fresh accounts
+
+
+def deposit(
+    organizations: list[Organization],
+    *,
+    amount: int,
+    currency: str,
+    ids: list[uuid.UUID],
+    metadata: dict[str, str],
+    now: dt.datetime,
+) -> list[ledger.Result]:
+    """Put ``amount`` into each organization's wallet, one transfer each with its id from
+    ``ids``: an adjustment from the platform, since Stripe deposits are not built yet."""
+    keys = [ledger.AccountKey("platform", Purpose.ADJUSTMENT, currency)] + [
+        ledger.AccountKey(market.ledger_owner(o), Purpose.WALLET, currency) for o in organizations
+    ]
+    accounts = ledger.open_accounts(keys, now=now)
+    return ledger.create_transfers(
+        [
+            ledger.NewTransfer(
+                id=transfer_id,
+                debit_account_id=accounts[keys[0]],
+                credit_account_id=accounts[key],
+                amount=amount,
+                metadata=metadata,
+            )
+            for transfer_id, key in zip(ids, keys[1:], strict=True)
+        ],
+        now=now,
+    )
 
 
 def step(run: Run, number: int, arriving: list[Job], *, rng: random.Random, settle: bool) -> None:

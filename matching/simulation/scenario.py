@@ -214,7 +214,7 @@ class Scenario:
 
     def compatible(self, job: Job, pool: Pool) -> bool:
         """The exchange's own rule (``compat.exclusion``) on everything but time and free units."""
-        return _static_exclusion(self.buyers[job.buyer], job, pool) is None
+        return exclusion(demand_of(self.buyers[job.buyer], job), supply_of(pool)) is None
 
     def eligible(self) -> dict[int, list[Pool]]:
         """job index → the pools it may use. Jobs alike in what ``compatible`` looks at share one
@@ -437,7 +437,3 @@ def demand_of(buyer: Buyer, job: Job) -> Demand:
         max_pue=None,
         verified_only=job.verified_only,
     )
-
-
-def _static_exclusion(buyer: Buyer, job: Job, pool: Pool) -> str | None:
-    return exclusion(demand_of(buyer, job), supply_of(pool))
