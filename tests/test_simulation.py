@@ -9,9 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
+from django.test import override_settings
 
 from marketplace.compat import Location
+from marketplace.models import Market, Organization
 from matching.management.commands.simulate import run_simulation
 from matching.simulation import baselines, report, scenario
 from matching.simulation import run as simulation
@@ -272,3 +274,13 @@ def test_the_command_writes_the_report(tmp_path: Path) -> None:
     assert set(data["mechanisms"]) == set(report.MECHANISMS)
     assert (tmp_path / "utilization.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| Utilization of offered capacity |" in (tmp_path / "report.md").read_text()
+
+
+@pytest.mark.django_db
+@override_settings(PRODUCTION=True)
+def test_the_command_refuses_production(tmp_path: Path) -> None:
+    with pytest.raises(CommandError, match="DJANGO_ENV=production"):
+        call_command("simulate", "--providers=2", "--buyers=2", "--rounds=2", f"--out={tmp_path}")
+
+    assert (Market.objects.count(), Organization.objects.count()) == (0, 0)
+    assert list(tmp_path.iterdir()) == []
