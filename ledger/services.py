@@ -499,6 +499,10 @@ def create_transfers(
     """Apply a batch; one result per transfer, in order. Atomic: the batch's ``ok`` transfers
     commit together. Retrying with the same ids and fields returns ``exists`` and moves nothing.
     """
+    if len(transfers) == 1 and not _allow_expired:
+        result = _one(transfers[0], now)
+        if result is not None:
+            return [result]
     for attempt in range(3):
         try:
             with transaction.atomic():
@@ -511,6 +515,68 @@ def create_transfers(
             if attempt == 2:
                 raise
     raise AssertionError("unreachable")
+
+
+_ONE_SQL = (
+    "SELECT ledger_one_transfer(%s::uuid, %s::text, %s::bigint, %s::bigint, %s::bigint, "
+    "%s::integer, %s::timestamptz, %s::integer, %s::jsonb, %s::timestamptz)"
+)
+
+
+def _one(request: NewTransfer, now: dt.datetime) -> Result | None:
+    """A plain transfer (``single`` or ``pending``, not linked) in one round trip: the SQL
+    function ``ledger_one_transfer`` (migration 0004) locks both accounts in id order, checks the
+    id and the limits after the lock, and writes what ``_write`` would. Outside a transaction its
+    statement is the transaction (and the durable commit); inside one it needs no savepoint,
+    because it fails only as the batch path would (and then marks the transaction broken).
+
+    None when the batch path must decide (having written nothing): a request with a field it
+    refuses, a missing account, a currency mismatch, an id that exists."""
+    debit, credit, amount, timeout = (
+        request.debit_account_id,
+        request.credit_account_id,
+        request.amount,
+        request.timeout,
+    )
+    if (
+        request.kind not in (Kind.SINGLE, Kind.PENDING)
+        or request.linked
+        or type(debit) is not int
+        or type(credit) is not int
+        or type(amount) is not int
+        or type(request.code) is not int
+        or not (0 < debit <= AMOUNT_MAX and 0 < credit <= AMOUNT_MAX and debit != credit)
+        or not 0 < amount <= AMOUNT_MAX
+        or not 0 <= request.code <= CODE_MAX
+        or (timeout is not None and (request.kind != Kind.PENDING or type(timeout) is not int))
+        or (timeout is not None and not 0 < timeout <= TIMEOUT_MAX)
+    ):
+        return None
+    metadata = dict(request.metadata)
+    if not _plain(metadata):
+        return None
+    params = [
+        request.id,
+        str(request.kind),
+        debit,
+        credit,
+        amount,
+        timeout,
+        now + dt.timedelta(seconds=timeout) if timeout else None,
+        request.code,
+        json.dumps(metadata, sort_keys=True),
+        now,
+    ]
+    if connection.in_atomic_block:
+        connection.validate_no_broken_transaction()
+        with transaction.atomic(savepoint=False), raw_cursor() as cursor:
+            cursor.execute(_ONE_SQL, params)
+            row = cursor.fetchone()
+    else:
+        with raw_cursor() as cursor:
+            cursor.execute(_ONE_SQL, params)
+            row = cursor.fetchone()
+    return None if row is None or row[0] is None else Result(row[0])
 
 
 def _create(

@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import ast
 import base64
+import contextlib
 import datetime as dt
 import hashlib
 import subprocess
 import sys
+import tempfile
 import uuid
+from collections.abc import Iterator
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -19,6 +23,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import DatabaseError, connection, transaction
 from django.test import override_settings
+from psycopg import pq
 
 from ledger import canonical, queries
 from ledger.export import export_ledger, verify_export
@@ -793,3 +798,99 @@ def test_a_void_states_the_whole_hold_or_nothing(books: dict[str, Account]) -> N
 def test_opening_an_account_with_other_flags_is_refused(books: dict[str, Account]) -> None:
     with pytest.raises(ValueError, match="exists with flags 1"):
         open_account(owner="org:buyer", purpose="wallet", currency="CNY", now=T0, flags=0)
+
+
+# --------------------------------------------------------------------------- one transfer a call
+
+
+@contextlib.contextmanager
+def statements_sent() -> Iterator[list[str]]:
+    """The statements this connection sends meanwhile (libpq's protocol trace), one per round
+    trip: each simple query, or each extended-protocol Parse."""
+    connection.ensure_connection()
+    pgconn = connection.connection.pgconn
+    sent: list[str] = []
+    with tempfile.TemporaryFile("w+") as trace:
+        pgconn.trace(trace.fileno())
+        pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS)
+        try:
+            yield sent
+        finally:
+            pgconn.untrace()  # flushes the trace
+            trace.seek(0)
+            lines = [line.split("\t") for line in trace.read().splitlines()]
+            sent += [f[3].strip() for f in lines if len(f) > 3 and f[0] == "F" and f[2] == "Query"]
+
+
+def test_a_lone_transfer_is_one_statement_without_a_savepoint(books: dict[str, Account]) -> None:
+    # given a hold placed inside a caller's transaction, as the order API does
+    with transaction.atomic(), statements_sent() as sent:
+        # when it is a batch of one
+        result = create_transfers([hold(books, 500, timeout=60)], now=T0)
+
+    # then one statement decided and wrote it: no savepoint, no separate lock or read
+    assert result == [Result.OK]
+    assert [s.split("(")[0] for s in sent] == ['"SELECT ledger_one_transfer']
+    assert totals(books["wallet"]) == (500, 0, 0, 100_000)
+
+
+def test_a_lone_transfer_writes_what_a_batch_writes(books: dict[str, Account]) -> None:
+    # given the same hold twice but for its id: once alone, once in a batch of two
+    alone = hold(books, 500, timeout=60, code=3, metadata={"order": "o-1", "n": [1, 2]})
+    batched = NewTransfer(**{**vars(alone), "id": uuid.uuid4()})
+    other = single(books, "wallet", "payable", 1)
+
+    # when both are written
+    assert create_transfers([alone], now=T0) == [Result.OK]
+    assert create_transfers([batched, other], now=T0) == [Result.OK, Result.OK]
+
+    # then the transfer rows, entries and outbox rows match field for field
+    def written(transfer_id: uuid.UUID) -> tuple[Any, ...]:
+        row = Transfer.objects.filter(pk=transfer_id).values().get()
+        del row["id"]
+        entries = list(
+            Entry.objects.filter(transfer_id=transfer_id)
+            .order_by("id")
+            .values_list(
+                "account_id",
+                "debits_pending",
+                "debits_posted",
+                "credits_pending",
+                "credits_posted",
+                "created_at",
+            )
+        )
+        return row, entries, SealQueue.objects.filter(transfer_id=transfer_id).count()
+
+    assert written(alone.id) == written(batched.id)
+    assert written(alone.id)[0]["expires_at"] == T0 + dt.timedelta(seconds=60)
+    assert totals(books["escrow"]) == (0, 0, 1_000, 0)
+
+
+def test_lone_transfers_never_overflow_totals(books: dict[str, Account]) -> None:
+    big = 2**62
+    assert create_transfers([single(books, "clearing", "payable", big)], now=T0) == [Result.OK]
+    before = state()
+
+    assert create_transfers([single(books, "clearing", "payable", big)], now=T0) == [
+        Result.OVERFLOWS_TOTALS
+    ]
+    assert state() == before
+
+
+def test_a_lone_replay_inside_a_transaction_leaves_it_usable(books: dict[str, Account]) -> None:
+    # given a transfer written inside a caller's transaction
+    request = single(books, "wallet", "payable", 700)
+    with transaction.atomic():
+        assert create_transfers([request], now=T0) == [Result.OK]
+        before = state()
+
+        # when it is sent again, the same and changed, in the same transaction
+        same = create_transfers([request], now=T0)
+        changed = create_transfers([replace(request, amount=701)], now=T0)
+
+        # then each is told, nothing moved, and the transaction goes on
+        assert (same, changed) == ([Result.EXISTS], [Result.EXISTS_WITH_DIFFERENT_FIELDS])
+        assert state() == before
+        assert create_transfers([single(books, "wallet", "payable", 1)], now=T0) == [Result.OK]
+    assert totals(books["payable"]) == (0, 0, 0, 701)
