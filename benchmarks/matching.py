@@ -179,11 +179,18 @@ def timed(fn: Callable[[], Clearing]) -> tuple[Clearing, float]:
 # The engine's steps, timed exclusively (a step's time excludes the other steps it calls; verify
 # keeps its own normalization). Wrapping the module's functions costs a few microseconds a call.
 STEPS = (
-    "_normalized",
-    "_clear_flow",  # own time: building the arrays, the OR-Tools solve, per-group totals
-    "_ration",
+    "_flow_book",  # reading the orders into columns, sorted
+    "_clear_flow",  # own time: the network's arrays, the OR-Tools solve, per-group totals
+    "_ration_columns",
     "_equilibrium_bounds",
-    "_disaggregate",  # own time includes pair()
+    "_disaggregate",
+    "_flow_result",
+    "_fill_objects",
+    "_flow_reasons",
+    "_verify",  # the certificate, when a midpoint price was rounded
+    # the LP and MIP paths
+    "_normalized",
+    "_ration",
     "_merged",
     "_result",
     "_reasons",
