@@ -104,21 +104,32 @@ def open_account(
     if purpose not in Purpose.values:
         raise ValueError(f"unknown account purpose {purpose!r}")
     key = {"owner": owner, "purpose": purpose, "reference": reference, "currency": currency}
-    found = Account.objects.filter(**key).first()
-    if found is not None:
-        if flags is not None and found.flags != flags:
-            raise ValueError(f"account {found.pk} exists with flags {found.flags}, not {flags}")
-        return found
     chosen = DEFAULT_FLAGS.get(Purpose(purpose), AccountFlags.NONE) if flags is None else flags
-    # ON CONFLICT DO NOTHING: a concurrent creator wins without an error or a savepoint.
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "INSERT INTO ledger_account (owner, purpose, reference, currency, flags, "
-            "debits_pending, debits_posted, credits_pending, credits_posted, created_at) "
-            "VALUES (%s, %s, %s, %s, %s, 0, 0, 0, 0, %s) ON CONFLICT DO NOTHING",
-            [owner, purpose, reference, currency, chosen, now],
-        )
-    return Account.objects.get(**key)
+    # One statement finds it or creates it. ON CONFLICT DO NOTHING: a concurrent creator wins
+    # without an error or a savepoint; its row is not in this statement's snapshot, so then
+    # (only then) a second statement reads it.
+    params = [*key.values(), *key.values(), chosen, now]
+    found = next(iter(Account.objects.raw(_OPEN_ACCOUNT_SQL, params)), None)
+    if found is None:
+        found = Account.objects.get(**key)
+    if flags is not None and found.flags != flags:
+        raise ValueError(f"account {found.pk} exists with flags {found.flags}, not {flags}")
+    return found
+
+
+_OPEN_ACCOUNT_SQL = """
+WITH found AS (
+    SELECT * FROM ledger_account
+    WHERE owner = %s AND purpose = %s AND reference = %s AND currency = %s
+), created AS (
+    INSERT INTO ledger_account (owner, purpose, reference, currency, flags, debits_pending,
+        debits_posted, credits_pending, credits_posted, created_at)
+    SELECT %s, %s, %s, %s, %s, 0, 0, 0, 0, %s WHERE NOT EXISTS (SELECT FROM found)
+    ON CONFLICT DO NOTHING
+    RETURNING *
+)
+SELECT * FROM found UNION ALL SELECT * FROM created
+"""
 
 
 @dataclass(frozen=True)

@@ -804,9 +804,10 @@ def test_opening_an_account_with_other_flags_is_refused(books: dict[str, Account
 
 
 @contextlib.contextmanager
-def statements_sent() -> Iterator[list[str]]:
-    """The statements this connection sends meanwhile (libpq's protocol trace), one per round
-    trip: each simple query, or each extended-protocol Parse."""
+def round_trips() -> Iterator[list[str]]:
+    """What this connection sends meanwhile (libpq's protocol trace), one item per round trip:
+    the statement's text (a simple Query, or the Parse before an extended-protocol Sync), or
+    "prepared" for a statement psycopg prepared earlier."""
     connection.ensure_connection()
     pgconn = connection.connection.pgconn
     sent: list[str] = []
@@ -818,19 +819,30 @@ def statements_sent() -> Iterator[list[str]]:
         finally:
             pgconn.untrace()  # flushes the trace
             trace.seek(0)
-            lines = [line.split("\t") for line in trace.read().splitlines()]
-            sent += [f[3].strip() for f in lines if len(f) > 3 and f[0] == "F" and f[2] == "Query"]
+            text = "prepared"
+            for line in trace.read().splitlines():
+                fields = line.split("\t")
+                if fields[0] != "F" or len(fields) < 3:
+                    continue
+                if fields[2] == "Query":
+                    sent.append(fields[3].strip())
+                elif fields[2] == "Parse":
+                    text = fields[3].split('" "', 1)[-1]
+                elif fields[2] == "Sync":
+                    sent.append(text)
+                    text = "prepared"
 
 
 def test_a_lone_transfer_is_one_statement_without_a_savepoint(books: dict[str, Account]) -> None:
     # given a hold placed inside a caller's transaction, as the order API does
-    with transaction.atomic(), statements_sent() as sent:
+    with transaction.atomic(), round_trips() as sent:
         # when it is a batch of one
         result = create_transfers([hold(books, 500, timeout=60)], now=T0)
 
     # then one statement decided and wrote it: no savepoint, no separate lock or read
     assert result == [Result.OK]
-    assert [s.split("(")[0] for s in sent] == ['"SELECT ledger_one_transfer']
+    assert len(sent) == 1
+    assert sent[0].lstrip('"').startswith("SELECT ledger_one_transfer(")
     assert totals(books["wallet"]) == (500, 0, 0, 100_000)
 
 
@@ -894,3 +906,21 @@ def test_a_lone_replay_inside_a_transaction_leaves_it_usable(books: dict[str, Ac
         assert state() == before
         assert create_transfers([single(books, "wallet", "payable", 1)], now=T0) == [Result.OK]
     assert totals(books["payable"]) == (0, 0, 0, 701)
+
+
+def test_opening_an_account_is_one_statement_whether_new_or_not(
+    books: dict[str, Account],
+) -> None:
+    # given no account yet for an order's hold (and a transaction begun)
+    key = {"owner": "org:y", "purpose": "order_hold", "currency": "CNY", "reference": "order:9"}
+
+    # when it is opened, and opened again
+    with round_trips() as sent:
+        created = open_account(**key, now=T0)
+        again = open_account(**key, now=T0 + dt.timedelta(hours=1))
+
+    # then one statement each created it and found it
+    assert len(sent) == 2
+    assert again.pk == created.pk
+    assert Account.objects.filter(owner="org:y").count() == 1
+    assert (created.flags, created.created_at, totals(created)) == (0, T0, (0, 0, 0, 0))
