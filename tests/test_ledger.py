@@ -912,12 +912,15 @@ def test_opening_an_account_is_one_statement_whether_new_or_not(
     books: dict[str, Account],
 ) -> None:
     # given no account yet for an order's hold (and a transaction begun)
-    key = {"owner": "org:y", "purpose": "order_hold", "currency": "CNY", "reference": "order:9"}
+    def open_hold_account(now: dt.datetime) -> Account:
+        return open_account(
+            owner="org:y", purpose="order_hold", currency="CNY", reference="order:9", now=now
+        )
 
     # when it is opened, and opened again
     with round_trips() as sent:
-        created = open_account(**key, now=T0)
-        again = open_account(**key, now=T0 + dt.timedelta(hours=1))
+        created = open_hold_account(T0)
+        again = open_hold_account(T0 + dt.timedelta(hours=1))
 
     # then one statement each created it and found it
     assert len(sent) == 2
