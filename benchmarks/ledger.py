@@ -10,11 +10,12 @@ only the 10,000 "spread" accounts are created with ``bulk_create`` (set-up, not 
 
 ``--profile PHASES`` (or BENCH_PROFILE) runs the named phases under cProfile and prints the top
 functions and a per-statement SQL time breakdown to stderr (figures are then inflated by the
-profiler); ``--sql-times PHASES`` (BENCH_SQL_TIMES) prints only the SQL breakdown (server-side
-cursors' fetches are not in it). Phases: setup, single, batched, hot, seal, bulk, seal_bulk,
-export, verify_file, verify_db. BENCH_TARGET overrides the total number of transfers,
-BENCH_BULK_ACCOUNTS the accounts the filler transfers use. Progress goes to stderr; the last line
-on stdout is the JSON report.
+profiler); ``--sql-times PHASES`` (BENCH_SQL_TIMES) prints only the SQL breakdown: every statement
+sent through psycopg (Django's cursors and the ledger's raw ones), and commits, but not server-side
+cursors' fetches, nor the forked callers of single_concurrent. Phases: setup, single,
+single_concurrent, batched, hot, seal, bulk, seal_bulk, export, verify_file, verify_db.
+BENCH_TARGET overrides the total number of transfers, BENCH_BULK_ACCOUNTS the accounts the filler
+transfers use. Progress goes to stderr; the last line on stdout is the JSON report.
 """
 
 from __future__ import annotations
@@ -107,27 +108,51 @@ def log(message: str) -> None:
 
 
 class SqlTimes:
-    """A Django execute wrapper that adds up database time per statement shape."""
+    """Database time per statement shape, taken on psycopg's cursors and connection: statements
+    through Django's cursor and through ``ledger.db.raw_cursor`` alike (the ledger's hot paths
+    use the latter), and each commit and rollback (where a durable commit waits for its flush)."""
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = defaultdict(float)
         self.calls: dict[str, int] = defaultdict(int)
 
     @staticmethod
-    def shape(sql: str) -> str:
-        sql = re.sub(r"\s+", " ", sql)
+    def shape(sql: Any) -> str:
+        sql = re.sub(r"\s+", " ", sql if isinstance(sql, str) else str(sql))
         sql = re.sub(r"\(%s(, %s)*\)(, \(%s(, %s)*\))*", "(...)", sql)
         sql = re.sub(r"IN \([^)]*\)", "IN (...)", sql)
-        return sql[:150]
+        return sql.strip()[:150]
 
-    def __call__(self, execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
-        started = time.perf_counter()
+    def timed(self, method: Any, key: Any) -> Any:
+        def wrapper(this: Any, *args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return method(this, *args, **kwargs)
+            finally:
+                shape = key(args)
+                self.seconds[shape] += time.perf_counter() - started
+                self.calls[shape] += 1
+
+        return wrapper
+
+    @contextlib.contextmanager
+    def patched(self) -> Iterator[None]:
+        import psycopg
+
+        methods = [
+            (psycopg.Cursor, "execute", lambda args: self.shape(args[0])),
+            (psycopg.Cursor, "executemany", lambda args: "many: " + self.shape(args[0])),
+            (psycopg.Connection, "commit", lambda args: "COMMIT"),
+            (psycopg.Connection, "rollback", lambda args: "ROLLBACK"),
+        ]
+        originals = [(cls, name, getattr(cls, name)) for cls, name, _key in methods]
+        for (cls, name, original), (_cls, _name, key) in zip(originals, methods, strict=True):
+            setattr(cls, name, self.timed(original, key))
         try:
-            return execute(sql, params, many, context)
+            yield
         finally:
-            key = self.shape(sql)
-            self.seconds[key] += time.perf_counter() - started
-            self.calls[key] += 1
+            for cls, name, original in originals:
+                setattr(cls, name, original)
 
     def dump(self, total: float) -> str:
         lines = [f"  SQL time {sum(self.seconds.values()):.3f}s of {total:.3f}s wall:"]
@@ -139,13 +164,10 @@ class SqlTimes:
 @contextlib.contextmanager
 def phase(name: str, timings: dict[str, float]) -> Iterator[None]:
     """Time a phase (into ``timings[name]``); profile it if asked to."""
-    from django.db import connection
-
     log(f"{name} ...")
     profiler = cProfile.Profile() if name in PROFILE else None
     sql = SqlTimes() if name in SQL_TIMES else None
-    wrapper = connection.execute_wrapper(sql) if sql else contextlib.nullcontext()
-    with wrapper:
+    with sql.patched() if sql else contextlib.nullcontext():
         if profiler:
             profiler.enable()
         started = time.perf_counter()
