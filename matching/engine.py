@@ -260,7 +260,7 @@ class _FlowBook:
     bid_sig: _Ints
     bid_qty: _Ints
     bid_price: _Ints
-    bid_seq: _Ints
+    bid_time: _Ints  # position in time priority, (seq, id)
     bid_hours: _Ints
     bid_rank: _Ints  # position in id order
     asks: list[Ask]
@@ -300,7 +300,8 @@ def _flow_book(book: Book) -> _FlowBook | None:
         return None
     cls_keys = sorted(book.classes)
     cls_ix = dict(zip(cls_keys, range(len(cls_keys)), strict=True))
-    sigs = sorted(set(map(_SIGNATURE, bids)))
+    sig_of = list(map(_SIGNATURE, bids))
+    sigs = sorted(set(sig_of))
     sig_ix = dict(zip(sigs, range(len(sigs)), strict=True))
     arcs = {s: tuple(sorted({c for c in book.arcs.get(s, ()) if c in cls_ix})) for s in sigs}
     arc_sig = np.array([i for i, s in enumerate(sigs) for _ in arcs[s]], dtype=np.int64)
@@ -309,8 +310,8 @@ def _flow_book(book: Book) -> _FlowBook | None:
     bid_ids = list(map(_ID, bids))
     bid_rank = _id_ranks(bid_ids, "bid")
     bid_price = _column(bids, _PRICE)
-    bid_seq = _column(bids, _SEQ)
-    bid_order = np.lexsort((bid_rank, bid_seq, -bid_price))
+    bid_time = _positions(_sorting(_column(bids, _SEQ), bid_rank, unique=True))
+    bid_order = _sorting(-bid_price, bid_time, unique=True)
 
     asks = list(book.asks)
     units = _column(asks, _UNITS)
@@ -322,11 +323,12 @@ def _flow_book(book: Book) -> _FlowBook | None:
     ask_ids = list(map(_ID, asks))
     ask_rank = _id_ranks(ask_ids, "ask")
     ask_price = _column(asks, _PRICE)
-    ask_order = np.lexsort((ask_rank, _column(asks, _SEQ), ask_price))
+    ask_time = _positions(_sorting(_column(asks, _SEQ), ask_rank, unique=True))
+    ask_order = _sorting(ask_price, ask_time, unique=True)
     if max(_total(qty), _total(units)) >= _TOTAL_LIMIT:  # nowhere near a market's size
         raise ValueError("the book's total quantity or units do not fit in 62 bits")
 
-    bid_sig = np.fromiter(map(sig_ix.__getitem__, map(_SIGNATURE, bids)), np.int64, len(bids))
+    bid_sig = np.fromiter(map(sig_ix.__getitem__, sig_of), np.int64, len(bids))
     return _FlowBook(
         book=book,
         cls_keys=cls_keys,
@@ -340,7 +342,7 @@ def _flow_book(book: Book) -> _FlowBook | None:
         bid_sig=bid_sig[bid_order],
         bid_qty=qty[bid_order],
         bid_price=bid_price[bid_order],
-        bid_seq=bid_seq[bid_order],
+        bid_time=bid_time[bid_order],
         bid_hours=_column(bids, _HOURS)[bid_order],
         bid_rank=bid_rank[bid_order],
         asks=asks,
@@ -351,6 +353,32 @@ def _flow_book(book: Book) -> _FlowBook | None:
         ask_price=ask_price[ask_order],
         ask_rank=ask_rank[ask_order],
     )
+
+
+def _sorting(*keys: _Ints, unique: bool = False) -> _Ints:
+    """The stable order of rows by `keys`, the first most significant (`np.lexsort` with the keys
+    reversed): where the keys' ranges allow, one int64 key (the row number last, unless the keys
+    are `unique` together) and NumPy's quicker unstable sort, which then gives the same order."""
+    n = len(keys[0])
+    combined = np.zeros(n, dtype=np.int64) if unique else np.arange(n, dtype=np.int64)
+    span = 1 if unique else max(n, 1)
+    for key in reversed(keys):
+        if n == 0:
+            break
+        low = int(key.min())
+        width = int(key.max()) - low + 1
+        if span * width >= 2**63:
+            return np.lexsort(keys[::-1])
+        combined += (key - low) * span
+        span *= width
+    return np.argsort(combined)
+
+
+def _positions(order: _Ints) -> _Ints:
+    """The inverse permutation: each row's position in `order`."""
+    out = np.empty(len(order), dtype=np.int64)
+    out[order] = np.arange(len(order), dtype=np.int64)
+    return out
 
 
 def _total(values: _Ints) -> int:
@@ -389,9 +417,7 @@ def _id_ranks(ids: list[str], what: str) -> _Ints:
         unique = len(set(ids)) == n
     if not unique:
         raise ValueError(f"{what} ids are not unique")
-    rank = np.empty(n, dtype=np.int64)
-    rank[order] = np.arange(n, dtype=np.int64)
-    return rank
+    return _positions(order)
 
 
 def _clear_flow(fb: _FlowBook) -> Clearing:
@@ -469,7 +495,7 @@ def _ration_columns(group: _Ints, price: _Ints, qty: _Ints, totals: _Ints) -> _I
     out = np.zeros(n, dtype=np.int64)
     if n == 0:
         return out
-    order = np.argsort(group, kind="stable")  # by group, priority order within
+    order = _sorting(group)  # by group, priority order within
     g, p, q = group[order], price[order], qty[order]
     group_start = np.ones(n, dtype=np.bool_)
     group_start[1:] = g[1:] != g[:-1]
@@ -613,24 +639,22 @@ def _disaggregate(
     its asks in (price, time, id) order. A class meets its buyers signature by signature, in the
     order of each signature's earliest filled bid, and each signature's bids in time priority."""
     filled = np.flatnonzero(bid_fill > 0)
-    timely = filled[np.lexsort((fb.bid_rank[filled], fb.bid_seq[filled]))]  # (time, id)
-    when = np.zeros(len(fb.bid_id), dtype=np.int64)
-    when[timely] = np.arange(len(timely), dtype=np.int64)
-    sig_first = np.zeros(len(fb.sigs), dtype=np.int64)
-    seen, first = np.unique(fb.bid_sig[timely], return_index=True)
-    sig_first[seen] = first
+    sig_first = np.zeros(len(fb.sigs), dtype=np.int64)  # each signature's earliest filled bid
+    np.minimum.at(sig_first, fb.bid_sig[filled], fb.bid_time[filled] - len(fb.bid_time))
     # Bids meet classes signature by signature: bids in time priority, classes cheapest first.
-    buyers = timely[np.argsort(fb.bid_sig[timely], kind="stable")]
+    buyers = filled[_sorting(fb.bid_sig[filled], fb.bid_time[filled], unique=True)]
     class_price = np.array([prices.get(c, 0) for c in fb.cls_keys], dtype=np.int64)
     used = np.flatnonzero(arc_flow > 0)
     used_cls = fb.arc_cls[used]
-    used = used[np.lexsort((used_cls, class_price[used_cls], fb.arc_sig[used]))]
+    used = used[_sorting(fb.arc_sig[used], class_price[used_cls], used_cls, unique=True)]
     b, a, units = _overlaps(bid_fill[buyers], arc_flow[used])
     piece_bid, piece_cls = buyers[b], fb.arc_cls[used[a]]
     # Classes meet their asks: pieces class by class, asks in (price, time, id) order.
-    order = np.lexsort((when[piece_bid], sig_first[fb.bid_sig[piece_bid]], piece_cls))
+    order = _sorting(
+        piece_cls, sig_first[fb.bid_sig[piece_bid]], fb.bid_time[piece_bid], unique=True
+    )
     sellers = np.flatnonzero(ask_fill > 0)
-    sellers = sellers[np.argsort(fb.ask_cls[sellers], kind="stable")]
+    sellers = sellers[_sorting(fb.ask_cls[sellers])]
     p, s, units = _overlaps(units[order], ask_fill[sellers])
     return _FillColumns(piece_bid[order][p], sellers[s], piece_cls[order][p], units)
 
@@ -691,7 +715,7 @@ def _flow_result(
         for i, c in enumerate(fb.cls_keys)
         if has_asks[i]
     )
-    order = np.lexsort((fb.ask_rank[fills.ask], fb.bid_rank[fills.bid]))  # by (bid, ask) id
+    order = _sorting(fb.bid_rank[fills.bid], fb.ask_rank[fills.ask], unique=True)  # by ids
     return Clearing(
         mechanism="flow",
         fills=_fill_objects(
