@@ -40,9 +40,14 @@ def django_stack() -> Iterator[None]:
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
+# gunicorn's size in the HTTP benchmarks; BENCH_WORKERS / BENCH_THREADS try others.
+WORKERS = int(os.environ.get("BENCH_WORKERS", "3"))
+THREADS = int(os.environ.get("BENCH_THREADS", "4"))
+
+
 @contextlib.contextmanager
 def serve() -> Iterator[int]:
-    """gunicorn (3 workers × 4 threads) on the benchmark's database; yields its port once
+    """gunicorn (``WORKERS`` × ``THREADS``) on the benchmark's database; yields its port once
     /healthz answers, stops it (and its workers) afterwards."""
     import http.client
     import signal
@@ -60,8 +65,8 @@ def serve() -> Iterator[int]:
             "gunicorn",
             "marketplace.wsgi",
             f"--bind=127.0.0.1:{port}",
-            "--workers=3",
-            "--threads=4",
+            f"--workers={WORKERS}",
+            f"--threads={THREADS}",
             "--worker-class=gthread",
             "--log-level=warning",
             "--timeout=120",

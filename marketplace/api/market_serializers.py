@@ -8,6 +8,7 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from marketplace.api.serializers import FlatOutput
 from marketplace.models import (
     ClearingRound,
     DeviceModel,
@@ -308,7 +309,7 @@ class LeaseOut(serializers.ModelSerializer[Lease]):
         return money(lease.buyer_fee, lease.market.currency)
 
 
-class OrderOut(serializers.ModelSerializer[Order]):
+class OrderOut(FlatOutput, serializers.ModelSerializer[Order]):
     id = serializers.UUIDField(source="public_id", read_only=True)
     market = serializers.SlugField(source="market.slug", read_only=True)
     device_models: serializers.SlugRelatedField[DeviceModel] = serializers.SlugRelatedField(

@@ -563,6 +563,7 @@ def place_order(*, principal: Principal, request: OrderRequest, now: dt.datetime
             Order.device_models.through.objects.bulk_create(
                 [Order.device_models.through(order=order, devicemodel=d) for d in devices]
             )
+        _prefetched(order, devices)
         owner = ledger_owner(principal.organization)
         wallet = ledger.open_account(
             owner=owner, purpose=Purpose.WALLET, currency=market.currency, now=now
@@ -606,6 +607,15 @@ def place_order(*, principal: Principal, request: OrderRequest, now: dt.datetime
             ),
         )
     return order
+
+
+def _prefetched(order: Order, devices: list[DeviceModel]) -> None:
+    """Give a new order its device models as ``prefetch_related`` would, so the response that
+    lists them reads no more (``validate_order`` loaded them in the relation's own ordering)."""
+    related = order.device_models.all()
+    related._result_cache = devices
+    related._prefetch_done = True  # type: ignore[attr-defined]
+    order._prefetched_objects_cache = {"device_models": related}  # type: ignore[attr-defined]
 
 
 def ledger_balance(account_id: int) -> int:
