@@ -165,7 +165,10 @@ def clear(
     trade_reduction: bool = False,
     mip_time_limit: float = 5.0,
 ) -> Clearing:
-    """Clear a book: the welfare-maximizing allocation with one price per class."""
+    """Clear a book: the welfare-maximizing allocation with one price per class.
+
+    Bid ids are unique, and so are ask ids (a book of divisible unit bids that repeats one is
+    refused with ValueError)."""
     with without_cyclic_gc():
         flow_book = _flow_book(book)
         if flow_book is not None:
@@ -286,7 +289,8 @@ def _column(items: Sequence[object], field: Callable[[object], int]) -> _Ints:
 
 
 def _flow_book(book: Book) -> _FlowBook | None:
-    """The book as columns, normalized, if every bid in it is a divisible unit bid; else None."""
+    """The book as columns, normalized, if every bid in it is a divisible unit bid; else None.
+    Raises ValueError if a bid id or an ask id repeats, or the totals do not fit in 62 bits."""
     bids = list(book.bids)
     qty = _column(bids, _QUANTITY)
     kept = qty > 0
@@ -616,7 +620,7 @@ def _equilibrium_bounds(
     return low, high
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class _FillColumns:
     """Fills as columns: bid and ask (normalized positions), class index, units."""
 
@@ -639,8 +643,8 @@ def _disaggregate(
     its asks in (price, time, id) order. A class meets its buyers signature by signature, in the
     order of each signature's earliest filled bid, and each signature's bids in time priority."""
     filled = np.flatnonzero(bid_fill > 0)
-    sig_first = np.zeros(len(fb.sigs), dtype=np.int64)  # each signature's earliest filled bid
-    np.minimum.at(sig_first, fb.bid_sig[filled], fb.bid_time[filled] - len(fb.bid_time))
+    sig_first = np.full(len(fb.sigs), len(fb.bid_time), dtype=np.int64)  # earliest filled bid
+    np.minimum.at(sig_first, fb.bid_sig[filled], fb.bid_time[filled])
     # Bids meet classes signature by signature: bids in time priority, classes cheapest first.
     buyers = filled[_sorting(fb.bid_sig[filled], fb.bid_time[filled], unique=True)]
     class_price = np.array([prices.get(c, 0) for c in fb.cls_keys], dtype=np.int64)
@@ -662,12 +666,12 @@ def _disaggregate(
 def _overlaps(left: _Ints, right: _Ints) -> tuple[_Ints, _Ints, _Ints]:
     """Two rows of pieces with the same total, laid end to end on one line of units: where a
     piece of `left` meets a piece of `right`, (its index in left, in right, units), in order."""
+    if len(left) == len(right) == 0:
+        none = np.zeros(0, dtype=np.int64)
+        return none, none, none
     left_end, right_end = np.cumsum(left), np.cumsum(right)
-    if len(left_end) == 0 or len(right_end) == 0 or left_end[-1] != right_end[-1]:
-        if len(left_end) == len(right_end) == 0:
-            none = np.zeros(0, dtype=np.int64)
-            return none, none, none
-        raise RuntimeError("flows do not balance")  # pragma: no cover - conservation of flow
+    if len(left) == 0 or len(right) == 0 or left_end[-1] != right_end[-1]:  # pragma: no cover
+        raise RuntimeError("flows do not balance")  # conservation of flow: it cannot happen
     ends = np.concatenate([left_end, right_end])
     ends.sort()
     ends = ends[np.concatenate([[True], ends[1:] != ends[:-1]])]
