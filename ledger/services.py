@@ -510,16 +510,22 @@ def create_transfers(
     """Apply a batch; one result per transfer, in order. Atomic: the batch's ``ok`` transfers
     commit together. Retrying with the same ids and fields returns ``exists`` and moves nothing.
     """
+    optimistic = True
     if len(transfers) == 1 and not _allow_expired:
-        result = _one(transfers[0], now)
-        if result is not None:
-            return [result]
+        params = _one_params(transfers[0], now)
+        if params is not None:
+            result = _one(params)
+            if result is not None:
+                return [result]
+            optimistic = False  # the id exists, or an account is missing: look before writing
     for attempt in range(3):
         try:
             with transaction.atomic():
                 # First optimistically (new ids are the common case: one query fewer); a retried
                 # id then fails the primary key, and the next attempt looks it up.
-                return _create(transfers, now, _allow_expired, optimistic=attempt == 0)
+                return _create(
+                    transfers, now, _allow_expired, optimistic=optimistic and attempt == 0
+                )
         except IntegrityError:
             # An id that already exists, or a pending transfer a concurrent batch resolved
             # first. Run again: the check now sees that row.
@@ -534,15 +540,10 @@ _ONE_SQL = (
 )
 
 
-def _one(request: NewTransfer, now: dt.datetime) -> Result | None:
-    """A plain transfer (``single`` or ``pending``, not linked) in one round trip: the SQL
-    function ``ledger_one_transfer`` (migration 0004) locks both accounts in id order, checks the
-    id and the limits after the lock, and writes what ``_write`` would. Outside a transaction its
-    statement is the transaction (and the durable commit); inside one it needs no savepoint,
-    because it fails only as the batch path would (and then marks the transaction broken).
-
-    None when the batch path must decide (having written nothing): a request with a field it
-    refuses, a missing account, a currency mismatch, an id that exists."""
+def _one_params(request: NewTransfer, now: dt.datetime) -> list[Any] | None:
+    """``ledger_one_transfer``'s arguments for a plain transfer (``single`` or ``pending``, not
+    linked) whose own fields are all acceptable; None for any other (the batch path gives it its
+    code)."""
     debit, credit, amount, timeout = (
         request.debit_account_id,
         request.credit_account_id,
@@ -566,7 +567,7 @@ def _one(request: NewTransfer, now: dt.datetime) -> Result | None:
     metadata = dict(request.metadata)
     if not _plain(metadata):
         return None
-    params = [
+    return [
         request.id,
         str(request.kind),
         debit,
@@ -578,6 +579,17 @@ def _one(request: NewTransfer, now: dt.datetime) -> Result | None:
         json.dumps(metadata, sort_keys=True),
         now,
     ]
+
+
+def _one(params: list[Any]) -> Result | None:
+    """A plain transfer in one round trip: the SQL function ``ledger_one_transfer`` (migration
+    0004) locks both accounts in id order, checks the id and the limits after the lock, and
+    writes what ``_write`` would. Outside a transaction its statement is the transaction (and the
+    durable commit); inside one it needs no savepoint, because it fails only as the batch path
+    would (and then marks the transaction broken).
+
+    None when the batch path must decide (nothing written): a missing account, a currency
+    mismatch, an id that exists."""
     if connection.in_atomic_block:
         connection.validate_no_broken_transaction()
         with transaction.atomic(savepoint=False), raw_cursor() as cursor:

@@ -898,12 +898,16 @@ def test_a_lone_replay_inside_a_transaction_leaves_it_usable(books: dict[str, Ac
         before = state()
 
         # when it is sent again, the same and changed, in the same transaction
-        same = create_transfers([request], now=T0)
+        with round_trips() as sent:
+            same = create_transfers([request], now=T0)
         changed = create_transfers([replace(request, amount=701)], now=T0)
 
         # then each is told, nothing moved, and the transaction goes on
         assert (same, changed) == ([Result.EXISTS], [Result.EXISTS_WITH_DIFFERENT_FIELDS])
         assert state() == before
+        # and the replay looked the id up without trying to write it first: the one-transfer
+        # statement, then a savepoint, the lock, the lookup and the savepoint's release
+        assert len(sent) == 5
         assert create_transfers([single(books, "wallet", "payable", 1)], now=T0) == [Result.OK]
     assert totals(books["payable"]) == (0, 0, 0, 701)
 
