@@ -395,27 +395,40 @@ def _total(values: _Ints) -> int:
 def _id_ranks(ids: list[str], what: str) -> _Ints:
     """Each id's position in Python's string order; ids must be unique.
 
-    ASCII ids without NUL (uuids, the market's) sort as fixed-width bytes in NumPy, in the same
-    order (code points), several times faster than sorting a million strings in Python."""
+    ASCII ids without NUL (uuids, the market's) compare as fixed-width bytes, in the same order
+    (code points): sorted on their first eight bytes as one integer, then, where those tie, on the
+    whole id; several times faster than sorting a million strings in Python."""
     n = len(ids)
     joined = "".join(ids)
     order: _Ints
     if joined.isascii() and "\x00" not in joined:
         lengths = np.fromiter(map(len, ids), np.int64, n)
         width = max(1, int(lengths.max(initial=0)))
-        keys = np.zeros(n, dtype=f"S{width}")
-        for length in np.flatnonzero(np.bincount(lengths)).tolist():
-            if length == 0:
-                continue
-            if length == width and len(joined) == n * width:  # all the same length
-                keys = np.frombuffer(joined.encode("ascii"), dtype=f"S{width}")
-                break
-            rows = np.flatnonzero(lengths == length)
-            chunk = "".join(map(ids.__getitem__, rows.tolist())).encode("ascii")
-            keys[rows] = np.frombuffer(chunk, dtype=f"S{length}")
-        order = np.argsort(keys, kind="stable")
-        ordered = keys[order]
-        unique = n < 2 or not bool((ordered[1:] == ordered[:-1]).any())
+        if len(joined) == n * width:  # all the same length
+            keys = np.frombuffer(joined.encode("ascii"), dtype=f"S{width}")
+        else:
+            keys = np.zeros(n, dtype=f"S{width}")
+            for length in np.flatnonzero(np.bincount(lengths)).tolist():
+                if length:  # an empty id stays all zero bytes
+                    rows = np.flatnonzero(lengths == length)
+                    chunk = "".join(map(ids.__getitem__, rows.tolist())).encode("ascii")
+                    keys[rows] = np.frombuffer(chunk, dtype=f"S{length}")
+        head = np.zeros((n, 8), dtype=np.uint8)
+        head[:, : min(8, width)] = keys.view(np.uint8).reshape(n, width)[:, :8]
+        prefix = head.view(">u8").ravel().astype(np.uint64)
+        order = np.argsort(prefix)
+        ranked = prefix[order]
+        same = ranked[1:] == ranked[:-1]
+        unique = True
+        if same.any():  # runs of ids that share their first eight bytes: by the whole id
+            tied = np.zeros(n, dtype=np.bool_)
+            tied[1:] |= same
+            tied[:-1] |= same
+            at = np.flatnonzero(tied)
+            run = np.cumsum(np.concatenate([[True], ~same]))[at]
+            order[at] = order[at][np.lexsort((keys[order[at]], run))]
+            whole = keys[order[at]]
+            unique = not bool(((whole[1:] == whole[:-1]) & (run[1:] == run[:-1])).any())
     else:
         order = np.array(sorted(range(n), key=ids.__getitem__), dtype=np.int64)
         unique = len(set(ids)) == n
