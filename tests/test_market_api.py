@@ -12,8 +12,17 @@ import pytest
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from ledger.models import Transfer
-from marketplace.models import ApiKey, DeviceModel, Market, Offer, Order, Organization, User
+from ledger.models import Account, Transfer
+from marketplace.models import (
+    ApiKey,
+    DeviceModel,
+    IdempotencyRecord,
+    Market,
+    Offer,
+    Order,
+    Organization,
+    User,
+)
 from tests.conftest import bearer, error_of
 from tests.test_market import fund, make_device
 
@@ -188,11 +197,19 @@ def test_an_invalid_order_is_400_with_code_and_field_and_nothing_is_held(
 
 
 def test_insufficient_funds_is_422(buyer_api: APIClient, market: Market) -> None:
-    response = post(buyer_api, "/api/v1/orders", order_body(quantity="500", limit_price="999.00"))
+    accounts, transfers = Account.objects.count(), Transfer.objects.count()
+    key, body = str(uuid.uuid4()), order_body(quantity="500", limit_price="999.00")
+
+    response = post(buyer_api, "/api/v1/orders", body, key)
 
     assert response.status_code == 422
     assert error_of(response)["code"] == "insufficient_funds"
     assert Order.objects.count() == 0
+    # the order's hold account and the key's record went with it (no savepoint: the whole
+    # request's transaction rolled back), so the key may be used again
+    assert (Account.objects.count(), Transfer.objects.count()) == (accounts, transfers)
+    assert IdempotencyRecord.objects.count() == 0
+    assert post(buyer_api, "/api/v1/orders", order_body(), key).status_code == 201
 
 
 def test_a_read_only_key_cannot_order(

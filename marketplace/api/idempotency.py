@@ -19,13 +19,13 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from django.db import connection, transaction
+from django.utils import timezone
 from django.utils.translation import gettext as _
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from marketplace.errors import Conflict, InvalidInput, Unprocessable
-from marketplace.models import IdempotencyRecord
 
 HEADER = "Idempotency-Key"
 View = TypeVar("View")
@@ -44,6 +44,17 @@ def fingerprint(request: Request) -> str:
         digest.update(part.encode() if isinstance(part, str) else part)
         digest.update(b"\0")
     return digest.hexdigest()
+
+
+# Plain statements, not the ORM: they run on every create request.
+_SELECT = (
+    "SELECT fingerprint, response_status, response_body FROM marketplace_idempotencyrecord "
+    "WHERE scope = %s AND key = %s"
+)
+_INSERT = (
+    "INSERT INTO marketplace_idempotencyrecord (scope, key, fingerprint, method, path, "
+    "response_status, response_body, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb, %s)"
+)
 
 
 def _lock_id(scope: str, key: str) -> int:
@@ -82,39 +93,46 @@ def idempotent(handler: Handler) -> Handler:
         key = _clean_key(request)
         scope: str = view.idempotency_scope(request, **kwargs)
         print_ = fingerprint(request)
-        with transaction.atomic():
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [_lock_id(scope, key)])
-                (locked,) = cursor.fetchone() or (False,)
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [_lock_id(scope, key)])
+            (locked,) = cursor.fetchone() or (False,)
             if not locked:
                 raise Conflict(
                     _("A request with this Idempotency-Key is still in progress; retry later."),
                     code="idempotency_request_in_flight",
                     field=HEADER,
                 )
-            record = IdempotencyRecord.objects.filter(scope=scope, key=key).first()
+            # A statement of its own, after the lock: its snapshot sees a record that the
+            # lock's previous holder committed.
+            cursor.execute(_SELECT, [scope, key])
+            record = cursor.fetchone()
             if record is not None:
-                if record.fingerprint != print_:
+                fingerprint_, status, body = record
+                if fingerprint_ != print_:
                     raise Unprocessable(
                         _("This Idempotency-Key was used with a different request."),
                         code="idempotency_key_reused",
                         field=HEADER,
                     )
                 return Response(
-                    record.response_body,
-                    status=record.response_status,
+                    json.loads(body) if isinstance(body, str | bytes) else body,
+                    status=status,
                     headers={"Idempotent-Replayed": "true"},
                 )
             response = handler(view, request, *args, **kwargs)
             if 200 <= response.status_code < 300:
-                IdempotencyRecord.objects.create(
-                    scope=scope,
-                    key=key,
-                    fingerprint=print_,
-                    method=request.method or "",
-                    path=request.path[:500],
-                    response_status=response.status_code,
-                    response_body=json.loads(JSONRenderer().render(_stored(response))),
+                cursor.execute(
+                    _INSERT,
+                    [
+                        scope,
+                        key,
+                        print_,
+                        request.method or "",
+                        request.path[:500],
+                        response.status_code,
+                        JSONRenderer().render(_stored(response)).decode(),
+                        timezone.now(),
+                    ],
                 )
             else:
                 transaction.set_rollback(True)

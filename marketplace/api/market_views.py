@@ -427,7 +427,10 @@ class OrderListCreate(OrganizationScoped):
         data = s.OrderIn(data=request.data)
         data.is_valid(raise_exception=True)
         order = services.place_order(
-            principal=acting, request=order_request(dict(data.validated_data)), now=timezone.now()
+            principal=acting,
+            request=order_request(dict(data.validated_data)),
+            now=timezone.now(),
+            savepoint=False,  # @idempotent's transaction rolls back whole on any error
         )
         return Response(s.OrderOut(order).data, status=status.HTTP_201_CREATED)
 
