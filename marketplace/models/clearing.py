@@ -111,12 +111,24 @@ class Lease(models.Model):
 
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     market = models.ForeignKey(Market, on_delete=models.PROTECT, related_name="leases")
-    round = models.ForeignKey(ClearingRound, on_delete=models.PROTECT, related_name="leases")
+    # No index of their own where an index of Meta leads with the column (a round writes tens of
+    # thousands of leases, and every index is written for each).
+    round = models.ForeignKey(  # lease_fill_unique
+        ClearingRound, on_delete=models.PROTECT, related_name="leases", db_index=False
+    )
     order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="leases")
-    offer = models.ForeignKey(Offer, on_delete=models.PROTECT, related_name="leases")
-    pool = models.ForeignKey(Pool, on_delete=models.PROTECT, related_name="leases")
-    buyer = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="+")
-    provider = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="+")
+    offer = models.ForeignKey(  # lease_offer_end
+        Offer, on_delete=models.PROTECT, related_name="leases", db_index=False
+    )
+    pool = models.ForeignKey(  # lease_pool_end
+        Pool, on_delete=models.PROTECT, related_name="leases", db_index=False
+    )
+    buyer = models.ForeignKey(  # lease_buyer_recent
+        Organization, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
+    provider = models.ForeignKey(  # lease_provider_recent
+        Organization, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
     class_key = models.CharField(max_length=64)
     units = models.PositiveIntegerField()
     price = models.DecimalField(max_digits=14, decimal_places=6)  # per unit-hour

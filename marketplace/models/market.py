@@ -277,8 +277,14 @@ class Order(models.Model):
     in the ledger by the pending transfer ``hold_transfer_id``; cancel or expiry voids it."""
 
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    market = models.ForeignKey(Market, on_delete=models.PROTECT, related_name="orders")
-    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="orders")
+    # Indexed by order_market_status and order_org_recent (every round rewrites every open
+    # order, and so every index of the table).
+    market = models.ForeignKey(
+        Market, on_delete=models.PROTECT, related_name="orders", db_index=False
+    )
+    organization = models.ForeignKey(
+        Organization, on_delete=models.PROTECT, related_name="orders", db_index=False
+    )
     placed_by = models.CharField(max_length=64, help_text="user:<id> or key:<prefix>")
     quantity_kind = models.CharField(
         max_length=8, choices=QuantityKind.choices, default=QuantityKind.UNITS
@@ -379,7 +385,9 @@ class MarketEvent(AppendOnly):
 
 
 class OrderEvent(MarketEvent):
-    order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="events")
+    order = models.ForeignKey(  # order_event_order
+        Order, on_delete=models.PROTECT, related_name="events", db_index=False
+    )
     status = models.CharField(max_length=20, choices=OrderStatus.choices)
 
     class Meta:
@@ -387,7 +395,9 @@ class OrderEvent(MarketEvent):
 
 
 class OfferEvent(MarketEvent):
-    offer = models.ForeignKey(Offer, on_delete=models.PROTECT, related_name="events")
+    offer = models.ForeignKey(  # offer_event_offer
+        Offer, on_delete=models.PROTECT, related_name="events", db_index=False
+    )
     status = models.CharField(max_length=16, choices=OfferStatus.choices)
 
     class Meta:
