@@ -102,6 +102,8 @@ CONSTRAINT_FIELDS = (
     "verified_only",
 )
 DEMAND_FIELDS = ("duration_hours", *CONSTRAINT_FIELDS)
+_REGIONS = DEMAND_FIELDS.index("allowed_regions")
+_JURISDICTIONS = DEMAND_FIELDS.index("allowed_jurisdictions")
 ROW_FIELDS = (*BOOK_ORDER_FIELDS, *DEMAND_FIELDS)
 
 
@@ -247,32 +249,75 @@ def take(
         org.pk: ledger_owner(org)
         for org in Organization.objects.filter(pk__in={row[2] for row in rows})
     }
+    # The compatibility check fails on the device first: an order naming devices is checked only
+    # against the classes of those devices (the same arcs, in the same order, in far fewer calls).
+    by_device: dict[str, list[tuple[str, Supply]]] = defaultdict(list)
+    for cls, rep in representatives.items():
+        by_device[rep.device_slug].append((cls, rep))
+    candidates: dict[tuple[str, ...], list[tuple[str, Supply]]] = {}
     bids: list[Bid] = []
     arcs: dict[str, list[str]] = {}
     by_id: dict[str, BookOrder] = {}
     signatures: dict[tuple[Any, ...], str] = {}
+    terms: dict[tuple[Any, ...], tuple[int, int, int, bool] | None] = {}
+    split = len(BOOK_ORDER_FIELDS)
     for row in rows:
-        order = BookOrder(owners[row[2]], *row[: len(BOOK_ORDER_FIELDS)])
+        order = BookOrder(owners[row[2]], *row[:split])
         devices = tuple(sorted(slugs.get(order.pk, ())))
-        tail = row[len(BOOK_ORDER_FIELDS) :]
+        tail = row[split:]
+        # The array columns as tuples (hashable); everything else as read.
         constraints = (
             devices,
             order.quantity_kind,
-            *(tuple(v) if isinstance(v, list) else v for v in tail),
+            *tail[:_REGIONS],
+            tuple(tail[_REGIONS]),
+            tuple(tail[_JURISDICTIONS]),
+            *tail[_JURISDICTIONS + 1 :],
         )
         signature = signatures.get(constraints)
         if signature is None:  # once per distinct set of constraints, not per order
             demand = _demand(devices, dict(zip(DEMAND_FIELDS, tail, strict=True)), at)
             signature = _signature(constraints)
             signatures[constraints] = signature
-            arcs[signature] = [
-                cls for cls, rep in representatives.items() if exclusion(demand, rep) is None
-            ]
-        bid = _bid(order, signature, tick)
-        if bid is None or bid.id in exclude:
+            pairs = candidates.get(devices)
+            if pairs is None:
+                pairs = candidates[devices] = [
+                    (cls, rep)
+                    for cls, rep in representatives.items()
+                    if not devices or rep.device_slug in devices
+                ]
+            arcs[signature] = [cls for cls, rep in pairs if exclusion(demand, rep) is None]
+        amounts = (
+            order.quantity,
+            order.filled_quantity,
+            order.min_fill,
+            order.limit_price,
+            order.quantity_kind,
+        )
+        known = terms.get(amounts)
+        if known is None and amounts not in terms:
+            known = terms[amounts] = _terms(order, tick)
+        if known is None:
             continue
-        bids.append(bid)
-        by_id[bid.id] = order
+        bid_id = str(order.public_id)
+        if bid_id in exclude:
+            continue
+        quantity, min_fill, price, per_scu = known
+        bids.append(
+            Bid(
+                id=bid_id,
+                signature=signature,
+                quantity=quantity,
+                price=price,
+                seq=order.pk,
+                hours=order.duration_hours,
+                per_scu=per_scu,
+                all_or_none=order.fill == FillPolicy.ALL_OR_NONE,
+                same_pool=order.placement == Placement.SAME_POOL,
+                min_fill=min_fill,
+            )
+        )
+        by_id[bid_id] = order
     book = Book(
         asks=tuple(asks),
         bids=tuple(bids),
@@ -302,7 +347,10 @@ def _scu(value: Decimal) -> int:
     return int((value * SCU_SCALE).to_integral_value(rounding=ROUND_FLOOR))
 
 
-def _bid(order: BookOrder, signature: str, tick: Decimal) -> Bid | None:
+def _terms(order: BookOrder, tick: Decimal) -> tuple[int, int, int, bool] | None:
+    """A bid's quantity, minimum fill, limit in ticks and whether it counts SCU, from the order's
+    quantities and limit (None: nothing left to buy, or a limit below one tick). Orders share
+    few distinct values, so the snapshot works each out once."""
     left = order.quantity - order.filled_quantity
     per_scu = order.quantity_kind == QuantityKind.SCU
     scale = SCU_SCALE if per_scu else 1
@@ -311,18 +359,7 @@ def _bid(order: BookOrder, signature: str, tick: Decimal) -> Bid | None:
     price = ticks_down(order.limit_price, tick)
     if quantity <= 0 or price <= 0:
         return None
-    return Bid(
-        id=str(order.public_id),
-        signature=signature,
-        quantity=quantity,
-        price=price,
-        seq=order.pk,
-        hours=order.duration_hours,
-        per_scu=per_scu,
-        all_or_none=order.fill == FillPolicy.ALL_OR_NONE,
-        same_pool=order.placement == Placement.SAME_POOL,
-        min_fill=max(min_fill, 1),
-    )
+    return quantity, max(min_fill, 1), price, per_scu
 
 
 def digest(book: Book, *, market: Market, delivery_start: dt.datetime) -> str:
