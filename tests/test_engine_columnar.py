@@ -1,6 +1,6 @@
 """The flow path's columns (`matching.engine`) against the object code they stand in for: the
 normalized book, rationing at the margin, id order, sort keys, the fills, exact welfare past 64
-bits, and ids that must be unique.
+bits, ids that must be unique; and the canonical bytes against `asdict`.
 
 The clearings themselves are compared byte for byte with the object implementation this replaced
 (a few hundred seeded books, outside the suite); `tests/test_engine.py` holds their properties.
@@ -9,6 +9,7 @@ The clearings themselves are compared byte for byte with the object implementati
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -30,7 +31,7 @@ from matching.engine import (
     _sorting,
     clear,
 )
-from tests.engine_strategies import books
+from tests.engine_strategies import block_books, books
 
 DETERMINISTIC = settings(derandomize=True, database=None, deadline=None, max_examples=200)
 
@@ -165,3 +166,12 @@ def test_a_book_with_a_repeated_bid_id_is_refused() -> None:
 
     with pytest.raises(ValueError, match="bid ids are not unique"):
         clear(book)
+
+
+@DETERMINISTIC
+@given(book=st.one_of(TIED_BOOKS, block_books(per_scu=True, blocks=False)), mcafee=st.booleans())
+def test_the_canonical_bytes_are_the_json_of_asdict(book: Book, mcafee: bool) -> None:
+    clearing = clear(book, trade_reduction=mcafee)
+
+    expected = json.dumps(dataclasses.asdict(clearing), sort_keys=True, separators=(",", ":"))
+    assert clearing.canonical() == expected.encode()
