@@ -373,3 +373,39 @@ def test_flat_output_renders_as_drf_does(buyer_api: APIClient, market: Market) -
     assert OrderOut._plan() is not None
     assert OrderDetailOut._plan() is None  # nested events and leases: rendered the DRF way
     assert OrderDetailOut(order).data["events"][0]["kind"] == "placed"
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"quantity": "1.2345", "limit_price": "abc"},
+        {"quantity_kind": "litres", "duration_hours": "many"},
+        {"device_models": ["ok-slug", "not a slug!"], "allowed_regions": ["CN-SH", "X" * 9]},
+        {"buyer_location": {"country": "C"}},
+        {"buyer_location": {"country": "CN", "region": "CN-SH", "city": "Shanghai"}},
+        {"earliest_start": "yesterday", "expires_at": None, "min_fill": "-1"},
+    ],
+)
+def test_shallow_fields_validate_as_drf_does(changes: dict[str, Any]) -> None:
+    """OrderIn binds shallow copies of its declared fields; DRF's deep copies give the same
+    errors and data, and one instance's errors never reach the next."""
+    from rest_framework import serializers
+
+    from marketplace.api.market_serializers import OrderIn
+
+    class DeepOrderIn(OrderIn):
+        def get_fields(self) -> dict[str, Any]:
+            return serializers.Serializer.get_fields(self)
+
+    def outcome(cls: type[OrderIn], body: dict[str, Any]) -> tuple[bool, Any, Any]:
+        serializer = cls(data=body)
+        valid = serializer.is_valid()
+        return valid, serializer.errors, serializer.validated_data if valid else None
+
+    body = order_body(**changes)
+    for cls in (OrderIn, DeepOrderIn):
+        outcome(cls, order_body(quantity="x", buyer_location={"country": ""}))  # errors first
+
+    assert outcome(OrderIn, body) == outcome(DeepOrderIn, body)
+    assert outcome(OrderIn, order_body())[0] is True

@@ -8,7 +8,7 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from marketplace.api.serializers import FlatOutput
+from marketplace.api.serializers import FlatOutput, ShallowFields
 from marketplace.models import (
     ClearingRound,
     DeviceModel,
@@ -196,7 +196,7 @@ class LocationIn(serializers.Serializer[Any]):
     city = serializers.CharField(max_length=64, required=False, default="")
 
 
-class OrderIn(serializers.Serializer[Any]):
+class OrderIn(ShallowFields, serializers.Serializer[Any]):
     market = serializers.SlugField()
     quantity = serializers.DecimalField(max_digits=12, decimal_places=3)
     quantity_kind = serializers.ChoiceField(choices=QuantityKind.choices, default="units")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any, ClassVar
 
 from rest_framework import relations, serializers
@@ -74,6 +75,17 @@ class FlatOutput(serializers.BaseSerializer[Any]):
             empty = (attribute.pk if isinstance(attribute, PKOnlyObject) else attribute) is None
             ret[name] = None if empty else field.to_representation(attribute)
         return ret
+
+
+class ShallowFields(serializers.Serializer[Any]):
+    """Mixin for an input serializer of plain declared fields, on a hot path: each instance
+    binds shallow copies of the class's declared fields where DRF deep-copies them (which
+    re-creates every field, its validators, and a nested serializer with its fields, per
+    request). Sound because validating changes no field's state; DRF's plain fields, lists of
+    them and nested plain serializers keep none."""
+
+    def get_fields(self) -> dict[str, Field[Any, Any, Any, Any]]:
+        return {name: copy.copy(field) for name, field in self._declared_fields.items()}
 
 
 class OrganizationOut(serializers.ModelSerializer[Organization]):
