@@ -241,8 +241,8 @@ def _normalized(book: Book) -> Book:
 #
 # A round of a million orders is a million Python objects. The flow path reads each order's
 # fields into NumPy arrays once, works on arrays from the book to the fills, and makes no object
-# per order except the fills themselves. Integers stay int64 (prices, quantities, hours and seq
-# are bigint in the database) and become Python ints at the boundary, where they reach a result.
+# per order but what the result holds (fills, unfilled reasons). Integers stay int64 (prices,
+# quantities, hours and seq are bigint in the database) and become Python ints at the boundary.
 
 _Ints = npt.NDArray[np.int64]
 _Mask = npt.NDArray[np.bool_]
@@ -299,8 +299,8 @@ class _FlowBook:
         )
 
 
-def _column(items: Sequence[object], field: Callable[[object], int]) -> _Ints:
-    return np.fromiter(map(field, items), dtype=np.int64, count=len(items))
+def _column(items: Sequence[object], getter: Callable[[object], int]) -> _Ints:
+    return np.fromiter(map(getter, items), dtype=np.int64, count=len(items))
 
 
 def _flow_book(book: Book) -> _FlowBook | None:
