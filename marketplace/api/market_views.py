@@ -38,10 +38,10 @@ MARKET_FILTER = OpenApiParameter("market", str, description="filter by market sl
 
 
 def _market(slug: str) -> Market:
-    market = Market.objects.filter(slug=slug).first()
-    if market is None:
-        raise InvalidInput(_("Unknown market."), code="unknown_market", field="market")
-    return market
+    try:
+        return Market.objects.get(slug=slug)
+    except Market.DoesNotExist:
+        raise InvalidInput(_("Unknown market."), code="unknown_market", field="market") from None
 
 
 def _uuid(value: str | uuid.UUID, what: str) -> uuid.UUID:
