@@ -512,9 +512,9 @@ def create_transfers(
     """
     optimistic = True
     if len(transfers) == 1 and not _allow_expired:
-        params = _one_params(transfers[0], now)
-        if params is not None:
-            result = _one(params)
+        statement = _one_params(transfers[0], now)
+        if statement is not None:
+            result = _one(*statement)
             if result is not None:
                 return [result]
             optimistic = False  # the id exists, or an account is missing: look before writing
@@ -538,12 +538,17 @@ _ONE_SQL = (
     "SELECT ledger_one_transfer(%s::uuid, %s::text, %s::bigint, %s::bigint, %s::bigint, "
     "%s::integer, %s::timestamptz, %s::integer, %s::jsonb, %s::timestamptz)"
 )
+_ONE_RESOLUTION_SQL = (
+    "SELECT ledger_one_resolution(%s::uuid, %s::text, %s::uuid, %s::bigint, %s::bigint, "
+    "%s::bigint, %s::integer, %s::jsonb, %s::timestamptz)"
+)
 
 
-def _one_params(request: NewTransfer, now: dt.datetime) -> list[Any] | None:
-    """``ledger_one_transfer``'s arguments for a plain transfer (``single`` or ``pending``, not
-    linked) whose own fields are all acceptable; None for any other (the batch path gives it its
-    code)."""
+def _one_params(request: NewTransfer, now: dt.datetime) -> tuple[str, list[Any]] | None:
+    """The one-transfer statement and its arguments for a transfer that is not linked and whose
+    own fields are all acceptable; None for any other (the batch path gives it its code)."""
+    if request.kind in (Kind.POST, Kind.VOID):
+        return _resolution_params(request, now)
     debit, credit, amount, timeout = (
         request.debit_account_id,
         request.credit_account_id,
@@ -567,7 +572,7 @@ def _one_params(request: NewTransfer, now: dt.datetime) -> list[Any] | None:
     metadata = dict(request.metadata)
     if not _plain(metadata):
         return None
-    return [
+    return _ONE_SQL, [
         request.id,
         str(request.kind),
         debit,
@@ -581,23 +586,54 @@ def _one_params(request: NewTransfer, now: dt.datetime) -> list[Any] | None:
     ]
 
 
-def _one(params: list[Any]) -> Result | None:
-    """A plain transfer in one round trip: the SQL function ``ledger_one_transfer`` (migration
-    0004) locks both accounts in id order, checks the id and the limits after the lock, and
-    writes what ``_write`` would. Outside a transaction its statement is the transaction (and the
-    durable commit); inside one it needs no savepoint, because it fails only as the batch path
-    would (and then marks the transaction broken).
+def _resolution_params(request: NewTransfer, now: dt.datetime) -> tuple[str, list[Any]] | None:
+    debit, credit, amount = request.debit_account_id, request.credit_account_id, request.amount
+    if (
+        request.linked
+        or not isinstance(request.pending_id, uuid.UUID)
+        or request.timeout is not None
+        or type(request.code) is not int
+        or not 0 <= request.code <= CODE_MAX
+        or any(
+            v is not None and (type(v) is not int or not 0 < v <= AMOUNT_MAX)
+            for v in (debit, credit, amount)
+        )
+    ):
+        return None
+    metadata = dict(request.metadata)
+    if not _plain(metadata):
+        return None
+    return _ONE_RESOLUTION_SQL, [
+        request.id,
+        str(request.kind),
+        request.pending_id,
+        debit,
+        credit,
+        amount,
+        request.code,
+        json.dumps(metadata, sort_keys=True),
+        now,
+    ]
+
+
+def _one(sql: str, params: list[Any]) -> Result | None:
+    """One transfer in one round trip: the SQL function ``ledger_one_transfer`` (a single or a
+    pending, migration 0004) or ``ledger_one_resolution`` (a post or a void, 0005) locks both
+    accounts in id order, checks the id and the limits after the lock, and writes what
+    ``_write`` would. Outside a transaction its statement is the transaction (and the durable
+    commit); inside one it needs no savepoint, because it fails only as the batch path would (and
+    then marks the transaction broken).
 
     None when the batch path must decide (nothing written): a missing account, a currency
-    mismatch, an id that exists."""
+    mismatch, an id that exists; for a post or a void, every refusal."""
     if connection.in_atomic_block:
         connection.validate_no_broken_transaction()
         with transaction.atomic(savepoint=False), raw_cursor() as cursor:
-            cursor.execute(_ONE_SQL, params)
+            cursor.execute(sql, params)
             row = cursor.fetchone()
     else:
         with raw_cursor() as cursor:
-            cursor.execute(_ONE_SQL, params)
+            cursor.execute(sql, params)
             row = cursor.fetchone()
     return None if row is None or row[0] is None else Result(row[0])
 

@@ -846,6 +846,26 @@ def test_a_lone_transfer_is_one_statement_without_a_savepoint(books: dict[str, A
     assert totals(books["wallet"]) == (500, 0, 0, 100_000)
 
 
+def test_a_lone_post_or_void_is_one_statement(books: dict[str, Account]) -> None:
+    # given two holds
+    first, second = hold(books, 500), hold(books, 300)
+    assert create_transfers([first, second], now=T0) == [Result.OK, Result.OK]
+
+    # when one is posted in part and the other voided, each alone, inside a transaction
+    post = NewTransfer(id=uuid.uuid4(), kind=Kind.POST, pending_id=first.id, amount=200)
+    void = NewTransfer(id=uuid.uuid4(), kind=Kind.VOID, pending_id=second.id)
+    with transaction.atomic(), round_trips() as sent:
+        results = [create_transfers([post], now=T0), create_transfers([void], now=T0)]
+
+    # then one statement each resolved its hold: 200 posted, the rest released
+    assert results == [[Result.OK], [Result.OK]]
+    assert len(sent) == 2
+    assert all(s.lstrip('"').startswith("SELECT ledger_one_resolution(") for s in sent)
+    assert totals(books["wallet"]) == (0, 200, 0, 100_000)
+    assert totals(books["escrow"]) == (0, 0, 0, 200)
+    assert Transfer.objects.get(pk=void.id).amount == 300
+
+
 def test_a_lone_transfer_writes_what_a_batch_writes(books: dict[str, Account]) -> None:
     # given the same hold twice but for its id: once alone, once in a batch of two
     alone = hold(books, 500, timeout=60, code=3, metadata={"order": "o-1", "n": [1, 2]})
@@ -877,6 +897,20 @@ def test_a_lone_transfer_writes_what_a_batch_writes(books: dict[str, Account]) -
     assert written(alone.id) == written(batched.id)
     assert written(alone.id)[0]["expires_at"] == T0 + dt.timedelta(seconds=60)
     assert totals(books["escrow"]) == (0, 0, 1_000, 0)
+
+    # and so do the posts of the two holds, in part, alone and in a batch
+    post_alone = NewTransfer(
+        id=uuid.uuid4(), kind=Kind.POST, pending_id=alone.id, amount=120, code=4, metadata={"a": 1}
+    )
+    post_batched = replace(post_alone, id=uuid.uuid4(), pending_id=batched.id)
+    assert create_transfers([post_alone], now=T0) == [Result.OK]
+    assert create_transfers([post_batched, other], now=T0) == [Result.OK, Result.EXISTS]
+    post_row, post_entries, queued = written(post_alone.id)
+    batched_row, batched_entries, batched_queued = written(post_batched.id)
+    assert post_row.pop("pending_id") == alone.id
+    assert batched_row.pop("pending_id") == batched.id
+    assert (post_row, post_entries, queued) == (batched_row, batched_entries, batched_queued)
+    assert totals(books["escrow"]) == (0, 0, 0, 240)
 
 
 def test_lone_transfers_never_overflow_totals(books: dict[str, Account]) -> None:
