@@ -509,6 +509,10 @@ def create_transfers(
 ) -> list[Result]:
     """Apply a batch; one result per transfer, in order. Atomic: the batch's ``ok`` transfers
     commit together. Retrying with the same ids and fields returns ``exists`` and moves nothing.
+
+    A batch of one takes one round trip (``_one``); inside the caller's transaction it takes no
+    savepoint, so should it raise (a lost connection, say), Django marks the caller's whole
+    transaction for rollback rather than only this call's part.
     """
     optimistic = True
     if len(transfers) == 1 and not _allow_expired:
@@ -621,8 +625,9 @@ def _one(sql: str, params: list[Any]) -> Result | None:
     pending, migration 0004) or ``ledger_one_resolution`` (a post or a void, 0005) locks both
     accounts in id order, checks the id and the limits after the lock, and writes what
     ``_write`` would. Outside a transaction its statement is the transaction (and the durable
-    commit); inside one it needs no savepoint, because it fails only as the batch path would (and
-    then marks the transaction broken).
+    commit); inside one it needs no savepoint: it meets no unique violation (ON CONFLICT DO
+    NOTHING), the errors the batch path's savepoint is there to retry, and an error it does raise
+    marks the caller's transaction for rollback (``atomic(savepoint=False)``).
 
     None when the batch path must decide (nothing written): a missing account, a currency
     mismatch, an id that exists; for a post or a void, every refusal."""
