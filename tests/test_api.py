@@ -78,6 +78,31 @@ def test_a_right_prefix_with_a_wrong_secret_is_unknown(
     assert api_key.last_used_at is None
 
 
+def test_the_key_lookup_loads_what_the_orm_loads(
+    buyer_org: Organization, api_key_for: KeyMaker, now: dt.datetime
+) -> None:
+    """``queries.api_key_for`` builds the key and its organization from one plain statement;
+    every field equals the ORM's value, of the same type (a field needing a database
+    converter would differ here)."""
+    from marketplace.queries import api_key_for as lookup
+
+    api_key, secret = api_key_for(buyer_org, "read", "trade")
+    ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now, revoked_at=now)  # no NULLs
+
+    found = lookup(secret)
+    expected = ApiKey.objects.select_related("organization").get(pk=api_key.pk)
+
+    assert found is not None and found.organization is not None
+    for got, want in ((found, expected), (found.organization, expected.organization)):
+        values = [(f.attname, getattr(got, f.attname)) for f in type(want)._meta.concrete_fields]
+        assert values == [(f.attname, getattr(want, f.attname)) for f in want._meta.concrete_fields]
+        assert [type(v) for _name, v in values] == [
+            type(getattr(want, f.attname)) for f in want._meta.concrete_fields
+        ]
+    assert found._state.adding is False and found.organization._state.adding is False
+    assert lookup(secret[:-1] + ("A" if secret[-1] != "A" else "B")) is None
+
+
 def test_a_revoked_key_gets_401(
     api: APIClient, buyer_org: Organization, api_key_for: KeyMaker, now: dt.datetime
 ) -> None:
