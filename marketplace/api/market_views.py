@@ -16,7 +16,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from marketplace import queries, services
+from marketplace import queries, rows, services
 from marketplace.access import Principal
 from marketplace.api import market_serializers as s
 from marketplace.api.idempotency import idempotent
@@ -38,10 +38,10 @@ MARKET_FILTER = OpenApiParameter("market", str, description="filter by market sl
 
 
 def _market(slug: str) -> Market:
-    try:
-        return Market.objects.get(slug=slug)
-    except Market.DoesNotExist:
-        raise InvalidInput(_("Unknown market."), code="unknown_market", field="market") from None
+    found = rows.fetch(Market, '"slug" = %s', [slug])
+    if not found:
+        raise InvalidInput(_("Unknown market."), code="unknown_market", field="market")
+    return found[0]
 
 
 def _uuid(value: str | uuid.UUID, what: str) -> uuid.UUID:

@@ -23,6 +23,7 @@ from django.utils.translation import gettext as _
 from ledger import services as ledger
 from ledger.models import Kind, Purpose
 from ledger.money import cost
+from marketplace import rows
 from marketplace.access import Principal
 from marketplace.compat import Location
 from marketplace.errors import Conflict, Forbidden, InvalidInput, Unprocessable
@@ -49,6 +50,7 @@ from marketplace.models import (
 
 BP = Decimal(10_000)
 HOLD_GRACE = dt.timedelta(days=1)  # the ledger voids a forgotten hold this long after expiry
+DEVICE_ORDER = tuple(DeviceModel._meta.ordering or ())  # the relation's order, as responses list
 START_GRACE = dt.timedelta(minutes=5)  # clocks differ: a start this far in the past is "now"
 VOID_NAMESPACE = uuid.UUID("2d3c4b5a-6978-4a1b-9c2d-3e4f5a6b7c8d")
 JURISDICTIONS_BEYOND_COUNTRIES = {"EU", "EEA"}
@@ -426,7 +428,12 @@ def validate_order(request: OrderRequest, *, now: dt.datetime) -> list[DeviceMod
             code="expiry_out_of_range",
             field="expires_at",
         )
-    devices = list(DeviceModel.objects.filter(slug__in=set(request.device_models), active=True))
+    wanted = sorted(set(request.device_models))
+    devices = (
+        rows.fetch(DeviceModel, '"slug" = ANY(%s) AND "active"', [wanted], order_by=DEVICE_ORDER)
+        if wanted
+        else []
+    )
     if len(devices) != len(set(request.device_models)):
         unknown = sorted(set(request.device_models) - {d.slug for d in devices})
         raise InvalidInput(
