@@ -7,19 +7,27 @@ round, classes, leases, ledger moves, order and offer updates, events, all in on
 
 ``benchmarks/matching.py`` runs it and reports its figures as ``round_*``.
 
-Prints ``round_100k_s`` (or ``round_10k_s`` when quick) and where the time went.
+Prints ``round_100k_s`` (or ``round_10k_s`` when quick) and where the time went: ``phases_s``
+(seconds in the snapshot, the engine, the certificate and each write of the round, and in the
+commit, which runs the deferred foreign-key checks) and ``wal_mb`` (what the round wrote to the
+WAL).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import functools
 import os
 import random
 import sys
 import time
 import uuid
+from collections import defaultdict
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -211,6 +219,53 @@ def build(seed: int = 7) -> dict[str, float]:
     return timings
 
 
+# Where the round's time goes: these functions are wrapped with timers (a dozen calls in all).
+PHASES = (
+    ("matching.snapshot", "take"),
+    ("matching.engine", "clear"),
+    ("matching.engine", "verify"),
+    ("matching.services", "_plans"),
+    ("matching.services", "_create_leases"),
+    ("matching.services", "_notify_scheduled"),
+    ("matching.services", "_move_money"),
+    ("ledger.services", "create_transfers"),
+    ("matching.services", "_update_orders"),
+    ("matching.services", "_update_offers"),
+)
+
+
+@contextlib.contextmanager
+def phases() -> Iterator[dict[str, float]]:
+    """Seconds spent in each of ``PHASES`` and in the commit while the block runs."""
+    import importlib
+
+    from django.db.backends.base.base import BaseDatabaseWrapper
+
+    spent: dict[str, float] = defaultdict(float)
+
+    def timed(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(function)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                spent[name] += time.perf_counter() - started
+
+        return wrapper
+
+    targets: list[tuple[Any, str]] = [(importlib.import_module(m), f) for m, f in PHASES]
+    targets.append((BaseDatabaseWrapper, "commit"))
+    originals = [getattr(owner, name) for owner, name in targets]
+    for (owner, name), original in zip(targets, originals, strict=True):
+        setattr(owner, name, timed(name, original))
+    try:
+        yield spent
+    finally:
+        for (owner, name), original in zip(targets, originals, strict=True):
+            setattr(owner, name, original)
+
+
 def main() -> None:
     with django_stack():
         from django.db import connection
@@ -221,10 +276,17 @@ def main() -> None:
         timings = build()
         with connection.cursor() as cursor:
             cursor.execute("VACUUM ANALYZE")
+            cursor.execute("SELECT pg_current_wal_lsn()")
+            (wal_start,) = cursor.fetchone()
         market = Market.objects.get(slug="bench")
-        started = time.perf_counter()
-        outcome = services.clear_round(market=market, now=NOW)
-        elapsed = time.perf_counter() - started
+        with phases() as spent:
+            started = time.perf_counter()
+            outcome = services.clear_round(market=market, now=NOW)
+            elapsed = time.perf_counter() - started
+        with connection.cursor() as cursor:
+            # What the round wrote to the WAL (all of it committed and flushed before returning).
+            cursor.execute("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %s)", [wal_start])
+            (wal_bytes,) = cursor.fetchone()
         rnd = ClearingRound.objects.get(pk=outcome.round.pk)
         key = "round_10k_s" if QUICK else "round_100k_s"
         report(
@@ -237,6 +299,8 @@ def main() -> None:
                 "volume_units": rnd.volume_units,
                 "mechanism": rnd.mechanism,
                 "snapshot_and_engine_s": rnd.duration_ms / 1000,
+                "wal_mb": round(float(wal_bytes) / 2**20, 1),
+                "phases_s": {k: round(v, 3) for k, v in spent.items()},
                 "certificate_violations": len(rnd.certificate["violations"]),
                 "target_s": 10 if not QUICK else None,
                 **{k: round(v, 2) for k, v in timings.items()},

@@ -182,7 +182,7 @@ def clear_due_rounds(*, now: dt.datetime) -> list[Outcome]:
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(slots=True)
 class _LeaseDraft:
     order: snapshot.BookOrder
     offer: Offer
@@ -190,6 +190,7 @@ class _LeaseDraft:
     price: Decimal
     exact: Decimal  # price × units × hours, unrounded
     public_id: uuid.UUID
+    key: str  # the public id as text (events and notifications name leases by it)
     cost: int = 0
     fee: int = 0
 
@@ -214,6 +215,8 @@ class _OrderPlan:
 def _split(total: int, parts: Sequence[Decimal]) -> list[int]:
     """Split ``total`` minor units in proportion to ``parts``: floors, then the remainder to the
     largest fractional parts (ties to the earlier part)."""
+    if len(parts) == 1:  # most orders fill from one offer: all of it, as the loop below gives
+        return [total] if parts[0] else [0]
     whole = sum(parts, Decimal(0))
     if not whole:
         return [0] * len(parts)
@@ -230,11 +233,15 @@ def _plans(
     snap: snapshot.Snapshot, clearing: engine.Clearing, *, number: int
 ) -> dict[str, _OrderPlan]:
     market = snap.market
-    tick, currency = market.price_tick, market.currency
+    tick, currency, market_id = market.price_tick, market.currency, market.pk
+    prices: dict[int, Decimal] = {}  # ticks → price (a round has a price per class)
     drafts: dict[str, list[_LeaseDraft]] = defaultdict(list)  # order public id → its leases
     for f in clearing.fills:
         order, offer = snap.orders[f.bid], snap.offers[f.ask]
-        price = tick * f.price
+        price = prices.get(f.price)
+        if price is None:
+            price = prices[f.price] = tick * f.price
+        public_id = uuid.uuid5(NAMESPACE, f"lease:{market_id}:{number}:{f.bid}:{f.ask}")
         drafts[f.bid].append(
             _LeaseDraft(
                 order=order,
@@ -242,7 +249,8 @@ def _plans(
                 fill=f,
                 price=price,
                 exact=price * f.units * order.duration_hours,
-                public_id=uuid.uuid5(NAMESPACE, f"lease:{market.pk}:{number}:{f.bid}:{f.ask}"),
+                public_id=public_id,
+                key=str(public_id),
             )
         )
     plans: dict[str, _OrderPlan] = {}
@@ -267,11 +275,12 @@ def _plans(
             order=order,
             leases=leases,
             charge=charge + fee,
-            charge_id=uuid.uuid5(NAMESPACE, f"post:{market.pk}:{number}:{order.public_id}"),
+            # The bid id is the order's public id as text.
+            charge_id=uuid.uuid5(NAMESPACE, f"post:{market_id}:{number}:{bid_id}"),
             filled=filled,
             next_hold=next_hold,
             next_hold_id=(
-                uuid.uuid5(NAMESPACE, f"hold:{market.pk}:{number}:{bid_id}") if next_hold else None
+                uuid.uuid5(NAMESPACE, f"hold:{market_id}:{number}:{bid_id}") if next_hold else None
             ),
         )
     return plans
@@ -463,8 +472,8 @@ def _notify_scheduled(
     """One ``lease.scheduled`` notification per buyer and provider organization per round."""
     by_org: dict[int, list[str]] = defaultdict(list)
     for d in drafts:
-        by_org[d.order.organization_id].append(str(d.public_id))
-        by_org[d.offer.pool.site.organization_id].append(str(d.public_id))
+        by_org[d.order.organization_id].append(d.key)
+        by_org[d.offer.pool.site.organization_id].append(d.key)
     for org in Organization.objects.filter(pk__in=by_org).order_by("pk"):
         leases = by_org[org.pk]
         notify(
@@ -602,7 +611,7 @@ def _update_orders(
                         "units": sum(d.fill.units for d in plan.leases),
                         "filled": str(plan.filled),
                         "charge": plan.charge,
-                        "leases": [str(d.public_id) for d in plan.leases],
+                        "leases": [d.key for d in plan.leases],
                     }
                 ),
             )
