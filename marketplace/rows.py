@@ -1,10 +1,12 @@
-"""Model instances from one constant statement, for the few reads on every order request.
+"""Model rows through constant statements, for the reads and writes of every order request.
 
-The ORM compiles a queryset's SQL on every evaluation, which on the order path costs several
-times the statement itself. ``fetch`` keeps one statement per (model, condition, ordering) and
-builds instances as the ORM's model iterable does: each column through its field's and the
-backend's database converters, then ``Model.from_db``. ``tests/test_rows.py`` compares the
-result with the ORM's, field by field and type by type.
+The ORM compiles a queryset's or an insert's SQL on every call, which on the order path costs
+several times the statement itself. Here each statement is built once per model (and condition)
+and values go the ORM's way: ``fetch`` passes each column through its field's and the backend's
+database converters, then ``Model.from_db``; ``insert`` takes each field's ``pre_save`` and
+``get_db_prep_save`` value and sets what the database returns (the id). No signals are sent,
+and ``save()`` is not called: for models with neither. ``tests/test_rows.py`` compares both
+with the ORM, field by field and type by type.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from django.db import DEFAULT_DB_ALIAS, connection
-from django.db.models import Model
+from django.db.models import Field, Model
 
 M = TypeVar("M", bound=Model)
 Converters = list[tuple[int, list[Callable[..., Any]], Any]]
@@ -58,3 +60,32 @@ def fetch(
             row = tuple(values)
         instances.append(model.from_db(DEFAULT_DB_ALIAS, attnames, row))
     return instances
+
+
+@functools.cache
+def _insert_statement(
+    model: type[Model],
+) -> tuple[str, list[Field[Any, Any]], list[Field[Any, Any]]]:
+    meta = model._meta
+    returning = list(meta.db_returning_fields)
+    fields = [f for f in meta.concrete_fields if f not in returning]
+    columns = ", ".join(f'"{f.column}"' for f in fields)
+    values = ", ".join(["%s"] * len(fields))
+    back = ", ".join(f'"{f.column}"' for f in returning)
+    sql = f"INSERT INTO {meta.db_table} ({columns}) VALUES ({values}) RETURNING {back}"  # noqa: S608 - constant SQL
+    return sql, fields, returning
+
+
+def insert(instance: M) -> M:
+    """INSERT a new instance as ``save()`` would (for a model without a custom ``save`` or
+    signal receivers); returns it, saved, with its id."""
+    sql, fields, returning = _insert_statement(type(instance))
+    params = [f.get_db_prep_save(f.pre_save(instance, True), connection) for f in fields]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone() or ()
+    for field, value in zip(returning, row, strict=True):
+        setattr(instance, field.attname, value)
+    instance._state.adding = False
+    instance._state.db = DEFAULT_DB_ALIAS
+    return instance

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import uuid
+from decimal import Decimal
 from typing import Any
 
 import pytest
 from django.db.models import Model
 
 from marketplace import rows
-from marketplace.models import DeviceModel, Market
+from marketplace.models import DeviceModel, Market, Order, OrderEvent, Organization
 from tests.test_market import make_device
 
 pytestmark = pytest.mark.django_db
@@ -52,3 +55,51 @@ def test_device_models_in_the_relations_order_are_the_orms() -> None:
 
     assert [fields_and_types(d) for d in found] == [fields_and_types(d) for d in expected]
     assert [d.slug for d in found] == ["huawei-ascend-910b", "nvidia-h100-sxm"]
+
+
+def test_insert_writes_the_row_the_orm_writes(buyer_org: Organization) -> None:
+    market = Market.objects.create(slug="cny", name="CNY", currency="CNY")
+    start = dt.datetime(2030, 1, 7, 8, tzinfo=dt.UTC)
+
+    def order(**unique: Any) -> Order:
+        return Order(
+            market=market,
+            organization=buyer_org,
+            placed_by="key:0123456789ab",
+            quantity=Decimal("2.500"),
+            quantity_kind="scu",
+            price_per="scu",
+            duration_hours=3,
+            earliest_start=start,
+            latest_start=start + dt.timedelta(hours=2),
+            limit_price=Decimal("41.250000"),
+            allowed_regions=["CN-GS", "CN-NM"],
+            allowed_jurisdictions=["CN"],
+            buyer_country="CN",
+            min_renewable_share=Decimal("0.5000"),
+            max_latency_tier=2,
+            expires_at=start + dt.timedelta(hours=3),
+            hold_amount=1_234_567,
+            **unique,
+        )
+
+    ours = rows.insert(order(hold_transfer_id=uuid.uuid4()))
+    theirs = Order.objects.create(**vars_of(order(hold_transfer_id=uuid.uuid4())))
+    event = rows.insert(
+        OrderEvent(order=ours, kind="placed", status="open", actor="x", at=start, data={"a": "1"})
+    )
+
+    assert ours.pk is not None and ours._state.adding is False
+    differing = {"id", "public_id", "hold_transfer_id", "created_at"}
+    assert without(Order.objects.get(pk=ours.pk), differing) == without(
+        Order.objects.get(pk=theirs.pk), differing
+    )
+    assert fields_and_types(OrderEvent.objects.get(pk=event.pk)) == fields_and_types(event)
+
+
+def vars_of(instance: Model) -> dict[str, Any]:
+    return {f.attname: getattr(instance, f.attname) for f in instance._meta.concrete_fields}
+
+
+def without(instance: Model, names: set[str]) -> list[tuple[str, Any, type]]:
+    return [row for row in fields_and_types(instance) if row[0] not in names]

@@ -538,39 +538,41 @@ def place_order(
     )
     location = request.buyer_location or Location(country="")
     with transaction.atomic(savepoint=savepoint):
-        order = Order.objects.create(
-            market=market,
-            organization=principal.organization,
-            placed_by=principal.actor,
-            quantity_kind=request.quantity_kind,
-            quantity=request.quantity,
-            min_memory_gb=request.min_memory_gb,
-            min_scu_per_unit=request.min_scu_per_unit,
-            duration_hours=request.duration_hours,
-            earliest_start=request.earliest_start,
-            latest_start=request.latest_start,
-            limit_price=request.limit_price,
-            price_per=request.price_per,
-            allowed_regions=sorted(set(request.allowed_regions)),
-            allowed_jurisdictions=sorted(set(request.allowed_jurisdictions)),
-            buyer_country=location.country,
-            buyer_region=location.region,
-            buyer_city=location.city,
-            max_latency_tier=request.max_latency_tier,
-            min_renewable_share=request.min_renewable_share,
-            max_pue=request.max_pue,
-            verified_only=request.verified_only,
-            placement=request.placement,
-            fill=request.fill,
-            min_fill=request.min_fill
-            if request.fill == Fill.PARTIAL and request.min_fill
-            else request.quantity
-            if request.fill == Fill.ALL_OR_NONE
-            else Decimal(1 if request.quantity_kind == QuantityKind.UNITS else "0.001"),
-            expires_at=expires_at,
-            hold_amount=amount,
-            hold_transfer_id=uuid.uuid4(),
-            created_at=now,
+        order = rows.insert(
+            Order(
+                market=market,
+                organization=principal.organization,
+                placed_by=principal.actor,
+                quantity_kind=request.quantity_kind,
+                quantity=request.quantity,
+                min_memory_gb=request.min_memory_gb,
+                min_scu_per_unit=request.min_scu_per_unit,
+                duration_hours=request.duration_hours,
+                earliest_start=request.earliest_start,
+                latest_start=request.latest_start,
+                limit_price=request.limit_price,
+                price_per=request.price_per,
+                allowed_regions=sorted(set(request.allowed_regions)),
+                allowed_jurisdictions=sorted(set(request.allowed_jurisdictions)),
+                buyer_country=location.country,
+                buyer_region=location.region,
+                buyer_city=location.city,
+                max_latency_tier=request.max_latency_tier,
+                min_renewable_share=request.min_renewable_share,
+                max_pue=request.max_pue,
+                verified_only=request.verified_only,
+                placement=request.placement,
+                fill=request.fill,
+                min_fill=request.min_fill
+                if request.fill == Fill.PARTIAL and request.min_fill
+                else request.quantity
+                if request.fill == Fill.ALL_OR_NONE
+                else Decimal(1 if request.quantity_kind == QuantityKind.UNITS else "0.001"),
+                expires_at=expires_at,
+                hold_amount=amount,
+                hold_transfer_id=uuid.uuid4(),
+                created_at=now,
+            )
         )
         if devices:  # one plain INSERT (``.set()`` reads the relation first; ``bulk_create``
             # costs six times the Python of the statement)
@@ -608,15 +610,17 @@ def place_order(
                 code="insufficient_funds",
                 field="quantity",
             )
-        OrderEvent.objects.create(
-            order=order,
-            kind="placed",
-            status=order.status,
-            actor=principal.actor,
-            at=now,
-            data=event_data(
-                hold_amount=amount, limit_price=order.limit_price, quantity=order.quantity
-            ),
+        rows.insert(
+            OrderEvent(
+                order=order,
+                kind="placed",
+                status=order.status,
+                actor=principal.actor,
+                at=now,
+                data=event_data(
+                    hold_amount=amount, limit_price=order.limit_price, quantity=order.quantity
+                ),
+            )
         )
     return order
 
