@@ -130,3 +130,32 @@ def test_run_env_file_is_parsed(tmp_path: Path) -> None:
         "REDIS_URL": "redis://127.0.0.1:1/0",
     }
     assert read_env_file(tmp_path / "absent") == {}
+
+
+@pytest.mark.parametrize(
+    ("value", "options"),
+    [
+        ("", "{'server_side_binding': True, 'prepare_threshold': 2}"),
+        ("false", "{}"),
+    ],
+)
+def test_prepared_statements_are_on_unless_turned_off(value: str, options: str) -> None:
+    env = {**PRODUCTION_ENV, "DB_PREPARED_STATEMENTS": value} if value else PRODUCTION_ENV
+    code = "from django.conf import settings; print(settings.DATABASES['default']['OPTIONS'])"
+
+    result = _manage(env, "shell", "--no-imports", "-c", code)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == options
+
+
+def test_the_connection_prepares_a_statement_on_its_second_run(db: None) -> None:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        for _ in range(3):
+            cursor.execute("SELECT count(*) FROM marketplace_market WHERE slug = %s", ["cny"])
+        cursor.execute("SELECT count(*) FROM pg_prepared_statements")
+        (prepared,) = cursor.fetchone() or (0,)
+
+    assert prepared >= 1
