@@ -165,7 +165,8 @@ def build(seed: int = 7) -> dict[str, float]:
             )
         )
         device_sets.append([devices[j] for j in accepted])
-    Order.objects.bulk_create(orders, batch_size=5000)
+    # 1,000 rows × 33 columns stay under the 65,535 parameters of server-side binding.
+    Order.objects.bulk_create(orders, batch_size=1000)
     through = Order.device_models.through
     through.objects.bulk_create(
         [
@@ -226,10 +227,11 @@ PHASES = (
     ("matching.engine", "verify"),
     ("matching.services", "_plans"),
     ("matching.services", "_create_leases"),
+    ("matching.services", "_transfers"),
+    ("matching.services", "_order_events"),
     ("matching.services", "_notify_scheduled"),
-    ("matching.services", "_move_money"),
     ("ledger.services", "create_transfers"),
-    ("matching.services", "_update_orders"),
+    ("matching.services", "_copy"),
     ("matching.services", "_update_offers"),
 )
 

@@ -27,7 +27,7 @@ import datetime as dt
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -297,7 +297,16 @@ def _write(
 ) -> ClearingRound:
     market = snap.market
     tick = market.price_tick
-    plans = _plans(snap, clearing, number=number)
+    reasons = dict(clearing.unfilled)
+    traded = {f.bid for f in clearing.fills}
+    with _meanwhile() as cursor:
+        # Orders that traded nothing only record the round and why: the server rewrites them while
+        # the plans are made.
+        idle = [(o.pk, reasons.get(b, "")) for b, o in snap.orders.items() if b not in traded]
+        cursor.execute(
+            UPDATE_IDLE_ORDERS_SQL, [number, [pk for pk, _ in idle], [r for _, r in idle]]
+        )
+        plans = _plans(snap, clearing, number=number)
     drafts = [d for plan in plans.values() for d in plan.leases]
     payments = sum(d.cost for d in drafts)
     receipts = sum(d.cost for d in drafts)  # the same leases' costs: equal by construction
@@ -356,10 +365,19 @@ def _write(
             for p in clearing.prices
         ]
     )
+    accounts, expires = _accounts(rnd, plans)
     _create_leases(rnd, plans)
+    with _meanwhile() as cursor:
+        cursor.execute(UPDATE_FILLED_ORDERS_SQL, _filled_orders(plans, reasons, number=number))
+        # The leases' foreign keys (seven each) are checked now, on the server, while the Python
+        # below runs, instead of at the commit (all of them are deferrable, initially deferred).
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        cursor.execute("SET CONSTRAINTS ALL DEFERRED")
+        transfers = _transfers(rnd, plans, accounts, expires, now=now)
+        events = _order_events(snap, plans, number=number, now=now)
     _notify_scheduled(rnd, drafts, now=now)
-    _move_money(rnd, plans, now=now)
-    _update_orders(rnd, snap, clearing, plans, now=now)
+    _move_money(rnd, transfers, now=now)
+    _copy(OrderEvent._meta.db_table, ORDER_EVENT_COLUMNS, events)
     _update_offers({d.offer.pk: d.offer for d in drafts}, now=now, number=number)
     return rnd
 
@@ -400,13 +418,14 @@ ORDER_EVENT_COLUMNS = (
 
 
 @contextlib.contextmanager
-def _bound_cursor() -> Iterator[psycopg.Cursor[Any]]:
-    """A cursor with server-side binding on the round's connection (and so its transaction): its
-    ``%b`` parameters travel in binary, where the client-side binding of Django's cursors quotes
-    every element of an array into the SQL text (seconds for 100,000 elements, at both ends).
-    Database errors are still raised as Django's."""
+def _meanwhile() -> Iterator[psycopg.Cursor[Any]]:
+    """A cursor whose statements the server runs while the block's Python goes on (psycopg's
+    pipeline mode): each is sent at once, and their results, or the first error, are awaited
+    when the block ends, in the round's transaction. Nothing else may touch the database inside
+    the block. Database errors are raised as Django's."""
     connection.ensure_connection()
-    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+    raw = connection.connection
+    with connection.wrap_database_errors, raw.pipeline(), psycopg.Cursor(raw) as cursor:
         yield cursor
 
 
@@ -484,18 +503,16 @@ def _notify_scheduled(
         )
 
 
-def _move_money(
-    rnd: ClearingRound,
-    plans: dict[str, _OrderPlan],
-    *,
-    now: dt.datetime,
-) -> None:
-    """Per filled order: post its hold for the charge (the rest returns to the wallet) and hold
-    what is left for the remaining quantity. One ledger batch; any refusal aborts the round."""
+def _accounts(
+    rnd: ClearingRound, plans: dict[str, _OrderPlan]
+) -> tuple[dict[ledger.AccountKey, int], dict[int, dt.datetime]]:
+    """The wallets and hold accounts the round's transfers name, and the expiry of the orders
+    that stay open (their new hold's timeout).
+
+    A post or void names only the pending hold (the ledger takes the accounts from it): only a
+    top-up or a new hold needs the wallet and the hold account, and a round may fill 100,000
+    orders of which few need either."""
     currency = rnd.market.currency
-    # A post or void names only the pending hold (the ledger takes the accounts from it): only
-    # a top-up or a new hold needs the wallet and the hold account, and a round may fill 100,000
-    # orders of which few need either.
     needy = [p for p in plans.values() if p.charge > p.order.hold_amount or p.stays_open]
     keys: list[ledger.AccountKey] = []
     for plan in needy:
@@ -504,13 +521,27 @@ def _move_money(
         keys.append(
             ledger.AccountKey(owner, Purpose.ORDER_HOLD, currency, f"order:{plan.order.public_id}")
         )
-    accounts = ledger.open_accounts(keys, now=now) if keys else {}
-    # Read only for the orders that stay open (the new hold's timeout): a round may see 100,000.
+    accounts = ledger.open_accounts(keys, now=rnd.started_at) if keys else {}
     expires = dict(
         Order.objects.filter(pk__in=[p.order.pk for p in needy if p.stays_open]).values_list(
             "pk", "expires_at"
         )
     )
+    return accounts, expires
+
+
+def _transfers(
+    rnd: ClearingRound,
+    plans: dict[str, _OrderPlan],
+    accounts: dict[ledger.AccountKey, int],
+    expires: dict[int, dt.datetime],
+    *,
+    now: dt.datetime,
+) -> list[ledger.NewTransfer]:
+    """Per filled order: post its hold for the charge (the rest returns to the wallet) and hold
+    what is left for the remaining quantity (first a top-up of the hold, when rounding at exactly
+    the limit price makes the charge a minor unit more than it)."""
+    currency = rnd.market.currency
     transfers: list[ledger.NewTransfer] = []
     for bid_id, plan in plans.items():
         order = plan.order
@@ -522,7 +553,7 @@ def _move_money(
             hold = accounts[
                 ledger.AccountKey(owner, Purpose.ORDER_HOLD, currency, f"order:{order.public_id}")
             ]
-        if plan.charge > order.hold_amount:  # rounding at exactly the limit price: a minor unit
+        if plan.charge > order.hold_amount:
             transfers.append(
                 ledger.NewTransfer(
                     id=uuid.uuid5(NAMESPACE, f"topup:{rnd.pk}:{bid_id}"),
@@ -553,6 +584,13 @@ def _move_money(
                     metadata={**meta, "reason": "remaining quantity"},
                 )
             )
+    return transfers
+
+
+def _move_money(
+    rnd: ClearingRound, transfers: Sequence[ledger.NewTransfer], *, now: dt.datetime
+) -> None:
+    """The round's transfers in one ledger batch; any refusal aborts the round."""
     results = ledger.create_transfers(transfers, now=now)
     failed = [(t, r) for t, r in zip(transfers, results, strict=True) if r != ledger.Result.OK]
     if failed:
@@ -562,76 +600,73 @@ def _move_money(
         )
 
 
-UPDATE_ORDERS_SQL = """
-UPDATE marketplace_order AS o SET last_round = t.last_round, unfilled_reason = t.reason,
+# Every order in the snapshot records the round and why it is (partly) unfilled; filled ones get
+# their new quantity, status and hold. One statement each: bulk_update's CASE chains grow with the
+# batch.
+UPDATE_IDLE_ORDERS_SQL = """
+UPDATE marketplace_order AS o SET last_round = %b::bigint, unfilled_reason = t.reason
+FROM unnest(%b::bigint[], %b::text[]) AS t(id, reason)
+WHERE o.id = t.id
+"""
+UPDATE_FILLED_ORDERS_SQL = """
+UPDATE marketplace_order AS o SET last_round = %b::bigint, unfilled_reason = t.reason,
     filled_quantity = t.filled, status = t.status, hold_transfer_id = t.hold_id,
     hold_amount = t.hold_amount
-FROM unnest(%b::bigint[], %b::bigint[], %b::text[], %b::numeric[], %b::text[], %b::uuid[],
-            %b::bigint[]) AS t(id, last_round, reason, filled, status, hold_id, hold_amount)
+FROM unnest(%b::bigint[], %b::text[], %b::numeric[], %b::text[], %b::uuid[], %b::bigint[])
+    AS t(id, reason, filled, status, hold_id, hold_amount)
 WHERE o.id = t.id
 """
 
 
-def _update_orders(
-    rnd: ClearingRound,
-    snap: snapshot.Snapshot,
-    clearing: engine.Clearing,
-    plans: dict[str, _OrderPlan],
-    *,
-    now: dt.datetime,
-) -> None:
-    """Every order in the snapshot records the round and why it is (partly) unfilled; filled ones
-    get their new quantity, status and hold, and an event."""
-    reasons = dict(clearing.unfilled)
-    events: list[tuple[Any, ...]] = []
-    for bid_id, order in snap.orders.items():
-        order.last_round = rnd.number
-        order.unfilled_reason = reasons.get(bid_id, "")
-        plan = plans.get(bid_id)
-        if plan is None:
-            continue
-        order.filled_quantity += plan.filled
+def _filled_orders(
+    plans: dict[str, _OrderPlan], reasons: Mapping[str, str], *, number: int
+) -> list[Any]:
+    """``UPDATE_FILLED_ORDERS_SQL``'s parameters: an order that stays open keeps its reason and
+    gets the new hold; one filled in full has no reason."""
+    ids: list[int] = []
+    why: list[str] = []
+    filled: list[Decimal] = []
+    statuses: list[str] = []
+    holds: list[uuid.UUID] = []
+    amounts: list[int] = []
+    for bid_id, plan in plans.items():
+        order = plan.order
+        ids.append(order.pk)
+        filled.append(order.filled_quantity + plan.filled)
         if plan.next_hold_id is not None:
-            order.status = OrderStatus.PARTIALLY_FILLED
-            order.hold_transfer_id = plan.next_hold_id
-            order.hold_amount = plan.next_hold
+            why.append(reasons.get(bid_id, ""))
+            statuses.append(OrderStatus.PARTIALLY_FILLED.value)
+            holds.append(plan.next_hold_id)
+            amounts.append(plan.next_hold)
         else:
-            order.status = OrderStatus.FILLED
-            order.unfilled_reason = ""
-        events.append(
-            (
-                order.pk,
-                order.status,
-                order.status,
-                "system:matcher",
-                now,
-                Jsonb(
-                    {
-                        "round": rnd.number,
-                        "units": sum(d.fill.units for d in plan.leases),
-                        "filled": str(plan.filled),
-                        "charge": plan.charge,
-                        "leases": [d.key for d in plan.leases],
-                    }
-                ),
-            )
+            why.append("")
+            statuses.append(OrderStatus.FILLED.value)
+            holds.append(order.hold_transfer_id)
+            amounts.append(order.hold_amount)
+    return [number, ids, why, filled, statuses, holds, amounts]
+
+
+def _order_events(
+    snap: snapshot.Snapshot, plans: dict[str, _OrderPlan], *, number: int, now: dt.datetime
+) -> list[tuple[Any, ...]]:
+    """One event per filled order, in the book's order: what it got this round, and its new
+    status."""
+    events: list[tuple[Any, ...]] = []
+    for plan in (plans[b] for b in snap.orders if b in plans):
+        status = (
+            OrderStatus.PARTIALLY_FILLED.value
+            if plan.next_hold_id is not None
+            else OrderStatus.FILLED.value
         )
-    orders = list(snap.orders.values())
-    # One statement: bulk_update's CASE chains grow with the batch.
-    with _bound_cursor() as cursor:
-        cursor.execute(
-            UPDATE_ORDERS_SQL,
-            [
-                [o.pk for o in orders],
-                [o.last_round for o in orders],
-                [o.unfilled_reason for o in orders],
-                [o.filled_quantity for o in orders],
-                [o.status for o in orders],
-                [o.hold_transfer_id for o in orders],
-                [o.hold_amount for o in orders],
-            ],
-        )
-    _copy(OrderEvent._meta.db_table, ORDER_EVENT_COLUMNS, events)
+        data = {
+            "round": number,
+            "units": sum(d.fill.units for d in plan.leases),
+            "filled": str(plan.filled),
+            "charge": plan.charge,
+            "leases": [d.key for d in plan.leases],
+        }
+        events.append((plan.order.pk, status, status, "system:matcher", now, Jsonb(data)))
+    return events
 
 
 EXHAUSTED_SQL = """

@@ -12,7 +12,7 @@ import psycopg
 import pytest
 import time_machine
 from django.core.management import call_command
-from django.db import connections
+from django.db import DataError, connections
 
 from ledger import services as ledger
 from ledger.models import Account, Transfer
@@ -181,6 +181,48 @@ def test_a_crash_after_the_engine_ran_leaves_no_trace(
 
     monkeypatch.setattr(matching, "_update_offers", crash)  # the last write of a round
     with pytest.raises(RuntimeError, match="worker lost"):
+        matching.clear_round(market=market, now=NOW)
+
+    assert state() == before
+    order.refresh_from_db()
+    assert (order.status, order.filled_quantity, order.last_round) == (
+        OrderStatus.OPEN,
+        Decimal(0),
+        None,
+    )
+    monkeypatch.undo()
+    assert matching.clear_round(market=market, now=NOW).round.volume_units == 4  # the retry
+
+
+@pytest.mark.parametrize("where", ["_plans", "_order_events", "UPDATE_FILLED_ORDERS_SQL"])
+def test_a_failure_while_statements_sent_ahead_run_leaves_no_trace(
+    where: str,
+    market: Market,
+    seller: Principal,
+    pool: Pool,
+    funded_buyer: Principal,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The round sends order updates and constraint checks ahead and goes on in Python while the
+    server runs them: a crash in that Python, or a statement sent ahead that fails on the server,
+    still rolls the whole round back, and the connection serves the retry."""
+    list_offer(seller, market, pool)
+    order = place(funded_buyer, market)
+    before = state()
+
+    def crash(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("worker lost")
+
+    if where == "UPDATE_FILLED_ORDERS_SQL":  # fails on the server, after it was sent
+        failing = matching.UPDATE_FILLED_ORDERS_SQL.replace(
+            "hold_amount = t.hold_amount", "hold_amount = t.hold_amount / 0"
+        )
+        monkeypatch.setattr(matching, where, failing)
+        expected: tuple[type[Exception], str] = (DataError, "division by zero")
+    else:
+        monkeypatch.setattr(matching, where, crash)
+        expected = (RuntimeError, "worker lost")
+    with pytest.raises(expected[0], match=expected[1]):
         matching.clear_round(market=market, now=NOW)
 
     assert state() == before
