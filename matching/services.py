@@ -374,9 +374,13 @@ def _write(
         cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
         cursor.execute("SET CONSTRAINTS ALL DEFERRED")
         transfers = _transfers(rnd, plans, accounts, expires, now=now)
-        events = _order_events(snap, plans, number=number, now=now)
     _notify_scheduled(rnd, drafts, now=now)
     _move_money(rnd, transfers, now=now)
+    with _meanwhile() as cursor:
+        # Likewise the ledger's (transfers, entries, outbox rows) while the events are made.
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        cursor.execute("SET CONSTRAINTS ALL DEFERRED")
+        events = _order_events(snap, plans, number=number, now=now)
     _copy(OrderEvent._meta.db_table, ORDER_EVENT_COLUMNS, events)
     _update_offers({d.offer.pk: d.offer for d in drafts}, now=now, number=number)
     return rnd
