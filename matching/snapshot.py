@@ -259,7 +259,8 @@ def take(
     arcs: dict[str, list[str]] = {}
     by_id: dict[str, BookOrder] = {}
     signatures: dict[tuple[Any, ...], str] = {}
-    terms: dict[tuple[Any, ...], tuple[int, int, int, bool] | None] = {}
+    prices: dict[Decimal, int] = {}
+    all_or_none, same_pool = FillPolicy.ALL_OR_NONE.value, Placement.SAME_POOL.value
     split = len(BOOK_ORDER_FIELDS)
     for row in rows:
         order = BookOrder(owners[row[2]], *row[:split])
@@ -287,22 +288,16 @@ def take(
                     if not devices or rep.device_slug in devices
                 ]
             arcs[signature] = [cls for cls, rep in pairs if exclusion(demand, rep) is None]
-        amounts = (
-            order.quantity,
-            order.filled_quantity,
-            order.min_fill,
-            order.limit_price,
-            order.quantity_kind,
-        )
-        known = terms.get(amounts)
-        if known is None and amounts not in terms:
-            known = terms[amounts] = _terms(order, tick)
+        price = prices.get(order.limit_price)  # limits repeat: one division each
+        if price is None:
+            price = prices[order.limit_price] = ticks_down(order.limit_price, tick)
+        known = _terms(order, price)
         if known is None:
             continue
         bid_id = str(order.public_id)
         if bid_id in exclude:
             continue
-        quantity, min_fill, price, per_scu = known
+        quantity, min_fill, per_scu = known
         bids.append(
             Bid(
                 id=bid_id,
@@ -312,8 +307,8 @@ def take(
                 seq=order.pk,
                 hours=order.duration_hours,
                 per_scu=per_scu,
-                all_or_none=order.fill == FillPolicy.ALL_OR_NONE,
-                same_pool=order.placement == Placement.SAME_POOL,
+                all_or_none=order.fill == all_or_none,
+                same_pool=order.placement == same_pool,
                 min_fill=min_fill,
             )
         )
@@ -347,19 +342,17 @@ def _scu(value: Decimal) -> int:
     return int((value * SCU_SCALE).to_integral_value(rounding=ROUND_FLOOR))
 
 
-def _terms(order: BookOrder, tick: Decimal) -> tuple[int, int, int, bool] | None:
-    """A bid's quantity, minimum fill, limit in ticks and whether it counts SCU, from the order's
-    quantities and limit (None: nothing left to buy, or a limit below one tick). Orders share
-    few distinct values, so the snapshot works each out once."""
+def _terms(order: BookOrder, price: int) -> tuple[int, int, bool] | None:
+    """A bid's quantity, minimum fill and whether it counts SCU, from the order's quantities
+    (None: nothing left to buy, or a limit of ``price`` ticks, below one tick)."""
     left = order.quantity - order.filled_quantity
     per_scu = order.quantity_kind == QuantityKind.SCU
     scale = SCU_SCALE if per_scu else 1
     quantity = int((left * scale).to_integral_value(rounding=ROUND_FLOOR))
     min_fill = int((min(order.min_fill, left) * scale).to_integral_value(rounding=ROUND_CEILING))
-    price = ticks_down(order.limit_price, tick)
     if quantity <= 0 or price <= 0:
         return None
-    return quantity, max(min_fill, 1), price, per_scu
+    return quantity, max(min_fill, 1), per_scu
 
 
 def digest(book: Book, *, market: Market, delivery_start: dt.datetime) -> str:
