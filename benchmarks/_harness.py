@@ -43,6 +43,7 @@ def django_stack() -> Iterator[None]:
 # gunicorn's size in the HTTP benchmarks; BENCH_WORKERS / BENCH_THREADS try others.
 WORKERS = int(os.environ.get("BENCH_WORKERS", "3"))
 THREADS = int(os.environ.get("BENCH_THREADS", "4"))
+WORKER_CLASS = os.environ.get("BENCH_WORKER_CLASS", "gthread")
 
 
 @contextlib.contextmanager
@@ -67,7 +68,7 @@ def serve() -> Iterator[int]:
             f"--bind=127.0.0.1:{port}",
             f"--workers={WORKERS}",
             f"--threads={THREADS}",
-            "--worker-class=gthread",
+            f"--worker-class={WORKER_CLASS}",
             "--log-level=warning",
             "--timeout=120",
         ],
