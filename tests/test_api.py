@@ -9,7 +9,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.test import Client
 from django.urls import reverse
 from rest_framework.test import APIClient
@@ -303,6 +303,24 @@ def test_same_key_while_the_first_is_in_flight_is_409(
     assert ApiKey.objects.count() == 0
     assert IdempotencyRecord.objects.count() == 0
     assert _create_key(owner_client, "busy").status_code == 201
+
+
+def test_the_key_is_locked_and_its_record_read_in_one_round_trip(
+    owner_client: APIClient, buyer_org: Organization
+) -> None:
+    from marketplace.api.idempotency import _lock_and_look_up
+    from tests.test_ledger import round_trips
+
+    assert _create_key(owner_client, "seen").status_code == 201
+    scope = f"org:{buyer_org.pk}"
+
+    with transaction.atomic(), round_trips() as sent:
+        fresh = _lock_and_look_up(scope, "new")
+        seen = _lock_and_look_up(scope, "seen")
+
+    assert len(sent) == 2  # one per call: the lock and the read go together
+    assert fresh == (True, None)
+    assert seen[0] is True and seen[1] is not None and seen[1][1] == 201
 
 
 def test_a_create_without_an_idempotency_key_is_refused(owner_client: APIClient) -> None:

@@ -18,6 +18,7 @@ import json
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import psycopg
 from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -57,6 +58,25 @@ _INSERT = (
 )
 
 
+def _lock_and_look_up(scope: str, key: str) -> tuple[bool, tuple[Any, ...] | None]:
+    """Take the transaction-level lock on (scope, key) and read the key's record: one round
+    trip (psycopg's pipeline mode sends the transaction's BEGIN and both statements at once).
+    The record is read by a statement of its own, after the lock's: under READ COMMITTED its
+    snapshot is taken when it starts, so it sees a record the lock's previous holder committed."""
+    connection.ensure_connection()
+    raw = connection.connection
+    with (
+        connection.wrap_database_errors,
+        raw.pipeline(),
+        psycopg.Cursor(raw) as lock,
+        psycopg.Cursor(raw) as look_up,
+    ):
+        lock.execute("SELECT pg_try_advisory_xact_lock(%s)", [_lock_id(scope, key)])
+        look_up.execute(_SELECT, [scope, key])
+        (locked,) = lock.fetchone() or (False,)
+        return bool(locked), look_up.fetchone()
+
+
 def _lock_id(scope: str, key: str) -> int:
     return int.from_bytes(
         hashlib.sha256(f"{scope}\0{key}".encode()).digest()[:8], "big", signed=True
@@ -94,18 +114,13 @@ def idempotent(handler: Handler) -> Handler:
         scope: str = view.idempotency_scope(request, **kwargs)
         print_ = fingerprint(request)
         with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [_lock_id(scope, key)])
-            (locked,) = cursor.fetchone() or (False,)
+            locked, record = _lock_and_look_up(scope, key)
             if not locked:
                 raise Conflict(
                     _("A request with this Idempotency-Key is still in progress; retry later."),
                     code="idempotency_request_in_flight",
                     field=HEADER,
                 )
-            # A statement of its own, after the lock: its snapshot sees a record that the
-            # lock's previous holder committed.
-            cursor.execute(_SELECT, [scope, key])
-            record = cursor.fetchone()
             if record is not None:
                 fingerprint_, status, body = record
                 if fingerprint_ != print_:
