@@ -11,8 +11,9 @@ with the ORM, field by field and type by type.
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 from django.db import DEFAULT_DB_ALIAS, connection
@@ -76,16 +77,31 @@ def _insert_statement(
     return sql, fields, returning
 
 
-def insert(instance: M) -> M:
+def insert(instance: M, *, wait: bool = True) -> M:
     """INSERT a new instance as ``save()`` would (for a model without a custom ``save`` or
-    signal receivers); returns it, saved, with its id."""
+    signal receivers); returns it, saved, with its id. ``wait=False`` inside ``together()``:
+    the row is only sent, with the block's next statements, and the instance gets no id."""
     sql, fields, returning = _insert_statement(type(instance))
     params = [f.get_db_prep_save(f.pre_save(instance, True), connection) for f in fields]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
+        if not wait:
+            return instance
         row = cursor.fetchone() or ()
     for field, value in zip(returning, row, strict=True):
         setattr(instance, field.attname, value)
     instance._state.adding = False
     instance._state.db = DEFAULT_DB_ALIAS
     return instance
+
+
+@contextlib.contextmanager
+def together() -> Iterator[None]:
+    """The block's statements travel together (psycopg's pipeline mode): each is queued, and
+    the queue goes to the server when a result is first read or the block ends, so statements
+    whose results nobody waits for cost no round trip of their own. They run in order, in the
+    caller's transaction; an error surfaces where a result is read or at the block's end, as
+    Django's. Only for statements whose failure fails the whole transaction."""
+    connection.ensure_connection()
+    with connection.wrap_database_errors, connection.connection.pipeline():
+        yield

@@ -183,6 +183,25 @@ def test_placing_an_order_holds_its_maximum_cost_plus_fee(
     assert list(order.events.values_list("kind", "status")) == [("placed", "open")]
 
 
+def test_an_order_and_its_hold_take_six_round_trips(
+    market: Market, funded_buyer: Principal, h100: DeviceModel
+) -> None:
+    from tests.test_ledger import round_trips
+
+    request = order_request(market, device_models=[h100.slug])
+    services.place_order(principal=funded_buyer, request=order_request(market), now=NOW)  # warm
+
+    with round_trips() as sent:
+        order = services.place_order(principal=funded_buyer, request=request, now=NOW)
+
+    # the savepoint, the device models, the order, then its device models, event and two
+    # accounts' statements together, the hold, and the savepoint's release
+    assert len(sent) == 6, sent
+    assert list(order.device_models.values_list("slug", flat=True)) == [h100.slug]
+    assert list(order.events.values_list("kind", flat=True)) == ["placed"]
+    assert Transfer.objects.get(pk=order.hold_transfer_id).amount == order.hold_amount
+
+
 def test_an_scu_order_holds_price_times_scu_hours(market: Market, funded_buyer: Principal) -> None:
     request = order_request(
         market,

@@ -574,21 +574,37 @@ def place_order(
                 created_at=now,
             )
         )
-        if devices:  # one plain INSERT (``.set()`` reads the relation first; ``bulk_create``
-            # costs six times the Python of the statement)
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    "INSERT INTO marketplace_order_device_models (order_id, devicemodel_id) "
-                    "SELECT %s, unnest(%s::bigint[])",
-                    [order.pk, [d.pk for d in devices]],
-                )
         _prefetched(order, devices)
         owner = ledger_owner(principal.organization)
         wallet = ledger.AccountKey(owner, Purpose.WALLET.value, market.currency)
         escrow = ledger.AccountKey(
             owner, Purpose.ORDER_HOLD.value, market.currency, f"order:{order.public_id}"
         )
-        accounts = ledger.open_accounts([wallet, escrow], now=now)  # two statements, not four
+        # One round trip for the devices, the event and the two accounts' statements: nobody
+        # waits for the first two (a refused hold below rolls them back with the order).
+        with rows.together():
+            if devices:  # plain SQL: ``.set()`` reads the relation first, ``bulk_create``
+                # costs six times the Python of the statement
+                with connection.cursor() as cursor:
+                    cursor.execute(
+                        "INSERT INTO marketplace_order_device_models (order_id, devicemodel_id) "
+                        "SELECT %s, unnest(%s::bigint[])",
+                        [order.pk, [d.pk for d in devices]],
+                    )
+            rows.insert(
+                OrderEvent(
+                    order=order,
+                    kind="placed",
+                    status=order.status,
+                    actor=principal.actor,
+                    at=now,
+                    data=event_data(
+                        hold_amount=amount, limit_price=order.limit_price, quantity=order.quantity
+                    ),
+                ),
+                wait=False,
+            )
+            accounts = ledger.open_accounts([wallet, escrow], now=now)
         timeout = int((expires_at - now + HOLD_GRACE).total_seconds())
         result = ledger.transfer(
             ledger.NewTransfer(
@@ -610,18 +626,6 @@ def place_order(
                 code="insufficient_funds",
                 field="quantity",
             )
-        rows.insert(
-            OrderEvent(
-                order=order,
-                kind="placed",
-                status=order.status,
-                actor=principal.actor,
-                at=now,
-                data=event_data(
-                    hold_amount=amount, limit_price=order.limit_price, quantity=order.quantity
-                ),
-            )
-        )
     return order
 
 
