@@ -60,7 +60,8 @@ _INSERT = (
 
 def _lock_and_look_up(scope: str, key: str) -> tuple[bool, tuple[Any, ...] | None]:
     """Take the transaction-level lock on (scope, key) and read the key's record: one round
-    trip (psycopg's pipeline mode sends the transaction's BEGIN and both statements at once).
+    trip (psycopg's pipeline mode sends both statements at once; the transaction's BEGIN it
+    still sends alone, before them).
     The record is read by a statement of its own, after the lock's: under READ COMMITTED its
     snapshot is taken when it starts, so it sees a record the lock's previous holder committed."""
     connection.ensure_connection()
