@@ -6,6 +6,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
+import psycopg
 from django.db import connection
 
 
@@ -16,4 +17,15 @@ def raw_cursor() -> Iterator[Any]:
     costs more than the statement. Database errors are still raised as Django's."""
     connection.ensure_connection()
     with connection.wrap_database_errors, connection.connection.cursor() as cursor:
+        yield cursor
+
+
+@contextlib.contextmanager
+def bound_cursor() -> Iterator[psycopg.Cursor[Any]]:
+    """Like ``raw_cursor``, but binding on the server whatever Django's setting: its ``%b``
+    parameters travel in binary. Django's own cursor binds on the client unless told otherwise,
+    quoting every element of an array into the SQL text, which the server then parses back
+    (seconds, at both ends, for a batch of 50,000 transfers)."""
+    connection.ensure_connection()
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
         yield cursor

@@ -190,7 +190,9 @@ class Entry(AppendOnly):
 
     id = models.BigAutoField(primary_key=True)
     transfer = models.ForeignKey(Transfer, on_delete=models.PROTECT, related_name="entries")
-    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="entries")
+    account = models.ForeignKey(  # ledger_entry_account leads with it
+        Account, on_delete=models.PROTECT, related_name="entries", db_index=False
+    )
     debits_pending = models.BigIntegerField(default=0)
     debits_posted = models.BigIntegerField(default=0)
     credits_pending = models.BigIntegerField(default=0)

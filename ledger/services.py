@@ -21,7 +21,7 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 
 from ledger import canonical
-from ledger.db import raw_cursor
+from ledger.db import bound_cursor, raw_cursor
 from ledger.models import (
     Account,
     AccountFlags,
@@ -262,7 +262,7 @@ class _Batch:
             self.pendings = {
                 row.id: row
                 for row in _stored(
-                    f"{_STORED_SQL} WHERE id = ANY(%s) AND kind = 'pending'", pending_ids
+                    f"{_STORED_SQL} WHERE id = ANY(%b) AND kind = 'pending'", pending_ids
                 )
             }
         account_ids = {i for t in transfers for i in (t.debit_account_id, t.credit_account_id)}
@@ -272,7 +272,7 @@ class _Batch:
         # The one lock of the batch: every touched account, once, in id order.
         for row in _rows(
             "SELECT id, debits_pending, debits_posted, credits_pending, credits_posted, flags, "
-            "currency FROM ledger_account WHERE id = ANY(%s) ORDER BY id FOR UPDATE",
+            "currency FROM ledger_account WHERE id = ANY(%b) ORDER BY id FOR UPDATE",
             sorted(account_ids),
         ):
             self.totals[row[0]] = _Totals(*row[1:])
@@ -280,13 +280,13 @@ class _Batch:
         if check_existing:
             ids = list({t.id for t in transfers})
             self.existing = {
-                row.id: row for row in _stored(f"{_STORED_SQL} WHERE id = ANY(%s)", ids)
+                row.id: row for row in _stored(f"{_STORED_SQL} WHERE id = ANY(%b)", ids)
             }
         if pending_ids:
             self.resolved = {
                 row[0]
                 for row in _rows(
-                    "SELECT pending_id FROM ledger_transfer WHERE pending_id = ANY(%s)",
+                    "SELECT pending_id FROM ledger_transfer WHERE pending_id = ANY(%b)",
                     pending_ids,
                 )
             }
@@ -445,9 +445,9 @@ _PENDING_WHERE = "WHERE id = ANY(%s) AND kind = 'pending'"
 
 
 def _rows(sql: str, values: Sequence[Any]) -> list[tuple[Any, ...]]:
-    """One statement with one array parameter, on psycopg's cursor directly (without Django's
-    per-statement wrapper; errors are still Django's)."""
-    with raw_cursor() as cursor:
+    """One statement with one array parameter (``%b``, bound on the server), on psycopg's cursor
+    directly (without Django's per-statement wrapper; errors are still Django's)."""
+    with bound_cursor() as cursor:
         cursor.execute(sql, [list(values)])
         rows: list[tuple[Any, ...]] = cursor.fetchall()
         return rows
@@ -686,32 +686,33 @@ def _evaluate(
 
 
 # One statement writes the transfers, their entries, the sealing outbox rows and the accounts'
-# new totals: one round trip whatever the batch size (arrays, not one placeholder per value).
+# new totals: one round trip whatever the batch size (arrays, not one placeholder per value, bound
+# on the server in binary).
 _WRITE_SQL = """
 WITH t AS (
     INSERT INTO ledger_transfer (id, kind, debit_account_id, credit_account_id, amount, currency,
         pending_id, timeout, expires_at, linked, code, metadata, created_at)
     SELECT id, kind, debit, credit, amount, currency, pending, timeout, expires, linked, code,
-        meta::jsonb, %(now)s::timestamptz
-    FROM unnest(%(ids)s::uuid[], %(kinds)s::text[], %(debits)s::bigint[], %(credits)s::bigint[],
-        %(amounts)s::bigint[], %(currencies)s::text[], %(pendings)s::uuid[], %(timeouts)s::int[],
-        %(expires)s::timestamptz[], %(linked)s::bool[], %(codes)s::int[], %(metas)s::text[])
+        meta::jsonb, %(now)b::timestamptz
+    FROM unnest(%(ids)b::uuid[], %(kinds)b::text[], %(debits)b::bigint[], %(credits)b::bigint[],
+        %(amounts)b::bigint[], %(currencies)b::text[], %(pendings)b::uuid[], %(timeouts)b::int[],
+        %(expires)b::timestamptz[], %(linked)b::bool[], %(codes)b::int[], %(metas)b::text[])
         AS x(id, kind, debit, credit, amount, currency, pending, timeout, expires, linked, code,
              meta)
 ), e AS (
     INSERT INTO ledger_entry (transfer_id, account_id, debits_pending, debits_posted,
         credits_pending, credits_posted, created_at)
-    SELECT transfer, account, dp, dpo, cp, cpo, %(now)s::timestamptz
-    FROM unnest(%(e_transfers)s::uuid[], %(e_accounts)s::bigint[], %(e_dp)s::bigint[],
-        %(e_dpo)s::bigint[], %(e_cp)s::bigint[], %(e_cpo)s::bigint[])
+    SELECT transfer, account, dp, dpo, cp, cpo, %(now)b::timestamptz
+    FROM unnest(%(e_transfers)b::uuid[], %(e_accounts)b::bigint[], %(e_dp)b::bigint[],
+        %(e_dpo)b::bigint[], %(e_cp)b::bigint[], %(e_cpo)b::bigint[])
         AS y(transfer, account, dp, dpo, cp, cpo)
 ), q AS (
-    INSERT INTO ledger_sealqueue (transfer_id) SELECT unnest(%(ids)s::uuid[])
+    INSERT INTO ledger_sealqueue (transfer_id) SELECT unnest(%(ids)b::uuid[])
 )
 UPDATE ledger_account AS a
 SET debits_pending = v.dp, debits_posted = v.dpo, credits_pending = v.cp, credits_posted = v.cpo
-FROM unnest(%(a_ids)s::bigint[], %(a_dp)s::bigint[], %(a_dpo)s::bigint[], %(a_cp)s::bigint[],
-    %(a_cpo)s::bigint[]) AS v(id, dp, dpo, cp, cpo)
+FROM unnest(%(a_ids)b::bigint[], %(a_dp)b::bigint[], %(a_dpo)b::bigint[], %(a_cp)b::bigint[],
+    %(a_cpo)b::bigint[]) AS v(id, dp, dpo, cp, cpo)
 WHERE a.id = v.id
 """
 
@@ -752,7 +753,7 @@ def _write(batch: _Batch, now: dt.datetime) -> None:
             for name, column in zip(("dp", "dpo", "cp", "cpo"), _TOTALS, strict=True)
         },
     }
-    with raw_cursor() as cursor:
+    with bound_cursor() as cursor:
         cursor.execute(_WRITE_SQL, params)
 
 
