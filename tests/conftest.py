@@ -7,14 +7,23 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.test import Client
-from django.utils import timezone
+from django.utils import timezone, translation
 from rest_framework.test import APIClient
 
 from marketplace import services
 from marketplace.models import ApiKey, KybStatus, Membership, Organization, Role, SiteRole, User
 
 PASSWORD = "a-long-test-password-9"
+
+
+@pytest.fixture(autouse=True)
+def _default_language() -> None:
+    """Every test starts in the default language: a request through the test client leaves its
+    language active in the thread (a test that switched to Chinese would change the next
+    test's messages)."""
+    translation.activate(settings.LANGUAGE_CODE)
 
 
 def make_user(email: str, *, site_role: str = SiteRole.NONE) -> User:
