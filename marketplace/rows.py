@@ -50,7 +50,35 @@ def fetch(
     sql, attnames, converters = _statement(model, where, tuple(order_by))
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        rows = cursor.fetchall()
+        return _instances(model, attnames, converters, cursor.fetchall())
+
+
+def fetch_together(
+    *queries: tuple[type[Model], str, Sequence[Any], Sequence[str]],
+) -> list[list[Any]]:
+    """Several ``fetch``es, each (model, where, params, order_by), in one round trip."""
+    statements = [_statement(model, where, tuple(order)) for model, where, _p, order in queries]
+    with together():
+        cursors = [connection.cursor() for _query in queries]
+        try:
+            for cursor, (sql, _names, _converters), query in zip(
+                cursors, statements, queries, strict=True
+            ):
+                cursor.execute(sql, query[2])
+            return [
+                _instances(query[0], names, converters, cursor.fetchall())
+                for cursor, (_sql, names, converters), query in zip(
+                    cursors, statements, queries, strict=True
+                )
+            ]
+        finally:
+            for cursor in cursors:
+                cursor.close()
+
+
+def _instances(
+    model: type[M], attnames: list[str], converters: Converters, rows: Sequence[Sequence[Any]]
+) -> list[M]:
     instances = []
     for row in rows:
         if converters:

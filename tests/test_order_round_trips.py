@@ -20,7 +20,7 @@ from tests.test_market_api import order_body
 __all__ = ["_reset_truncate_guard", "committed_db"]  # fixtures, re-exported
 
 
-def test_an_order_is_ten_round_trips(
+def test_an_order_is_nine_round_trips(
     committed_db: None,
     buyer_org: Organization,
     api_key_for: Callable[..., tuple[ApiKey, str]],
@@ -37,11 +37,11 @@ def test_an_order_is_ten_round_trips(
         response = client.post("/api/v1/orders", body, format="json", HTTP_IDEMPOTENCY_KEY=key)
 
     # the key, BEGIN (psycopg sends it alone), the idempotency key's lock and record together,
-    # the market, the device models, the order, then its devices, event and accounts
-    # together, the hold, the idempotency record, COMMIT. (Under gunicorn a reused connection
-    # adds Django's health check.)
+    # the market and the device models together, the order, then its devices, event and
+    # accounts together, the hold, the idempotency record, COMMIT. (Under gunicorn a reused
+    # connection adds Django's health check.)
     assert response.status_code == 201, response.json()
-    assert len(sent) == 10, "\n".join(s[:90] for s in sent)
+    assert len(sent) == 9, "\n".join(s[:90] for s in sent)
     params = connection.get_connection_params()
     with psycopg.connect(**{k: v for k, v in params.items() if k != "cursor_factory"}) as other:
         committed: Any = other.execute(

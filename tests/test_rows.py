@@ -103,3 +103,28 @@ def vars_of(instance: Model) -> dict[str, Any]:
 
 def without(instance: Model, names: set[str]) -> list[tuple[str, Any, type]]:
     return [row for row in fields_and_types(instance) if row[0] not in names]
+
+
+def test_fetch_together_is_each_fetch_in_one_round_trip() -> None:
+    from tests.test_ledger import round_trips
+
+    Market.objects.create(slug="cny", name="CNY", currency="CNY")
+    make_device("nvidia-h100-sxm")
+    make_device("huawei-ascend-910b", bf16="320.000", memory="64")
+    queries: tuple[tuple[type[Model], str, list[Any], tuple[str, ...]], ...] = (
+        (Market, '"slug" = %s', ["cny"], ()),
+        (DeviceModel, '"slug" = ANY(%s)', [["nvidia-h100-sxm", "huawei-ascend-910b"]], ("name",)),
+        (DeviceModel, '"slug" = ANY(%s)', [[]], ()),
+    )
+
+    with round_trips() as sent:
+        together = rows.fetch_together(*queries)
+
+    one_by_one = [
+        rows.fetch(m, where, params, order_by=order) for m, where, params, order in queries
+    ]
+    assert len(sent) == 1
+    assert [[fields_and_types(i) for i in found] for found in together] == [
+        [fields_and_types(i) for i in found] for found in one_by_one
+    ]
+    assert [len(found) for found in together] == [1, 2, 0]

@@ -31,7 +31,7 @@ from marketplace.api.views import (
 from marketplace.compat import Location
 from marketplace.errors import InvalidInput, NotFound
 from marketplace.models import ClearingRound, DeviceModel, Market, Offer, Order, Pool, Site
-from marketplace.services.market import OFFER_TRANSITIONS
+from marketplace.services.market import DEVICE_ORDER, DEVICES_WHERE, OFFER_TRANSITIONS
 
 STATUS_FILTER = OpenApiParameter("status", str, description="filter by status")
 MARKET_FILTER = OpenApiParameter("market", str, description="filter by market slug")
@@ -60,14 +60,23 @@ def _filtered(queryset: QuerySet[Any], request: Request) -> QuerySet[Any]:
 
 
 def order_request(data: dict[str, Any]) -> services.OrderRequest:
+    """The service's request; the market and the device models in one round trip."""
     location = data.pop("buyer_location", None)
+    wanted = sorted(set(data.get("device_models") or ()))
+    markets, devices = rows.fetch_together(
+        (Market, '"slug" = %s', [data.pop("market")], ()),
+        (DeviceModel, DEVICES_WHERE, [wanted], DEVICE_ORDER),
+    )
+    if not markets:
+        raise InvalidInput(_("Unknown market."), code="unknown_market", field="market")
     return services.OrderRequest(
-        market=_market(data.pop("market")),
+        market=markets[0],
         buyer_location=Location(
             location["country"].upper(), location["region"].upper(), location["city"]
         )
         if location
         else None,
+        devices=devices,
         **data,
     )
 

@@ -50,6 +50,7 @@ from marketplace.models import (
 
 BP = Decimal(10_000)
 HOLD_GRACE = dt.timedelta(days=1)  # the ledger voids a forgotten hold this long after expiry
+DEVICES_WHERE = '"slug" = ANY(%s) AND "active"'  # the active models of a list of slugs
 DEVICE_ORDER = tuple(DeviceModel._meta.ordering or ())  # the relation's order, as responses list
 START_GRACE = dt.timedelta(minutes=5)  # clocks differ: a start this far in the past is "now"
 VOID_NAMESPACE = uuid.UUID("2d3c4b5a-6978-4a1b-9c2d-3e4f5a6b7c8d")
@@ -354,7 +355,9 @@ class OrderRequest:
     fill: str = Fill.PARTIAL
     min_fill: Decimal | None = None
     expires_at: dt.datetime | None = None
-    devices: list[DeviceModel] = field(default_factory=list, compare=False)
+    # The active models of device_models in the catalog's order, if the caller loaded them
+    # (rows.fetch_together with DEVICES_WHERE and DEVICE_ORDER); None: validate_order does.
+    devices: list[DeviceModel] | None = field(default=None, compare=False)
 
 
 def validate_order(request: OrderRequest, *, now: dt.datetime) -> list[DeviceModel]:
@@ -429,11 +432,13 @@ def validate_order(request: OrderRequest, *, now: dt.datetime) -> list[DeviceMod
             field="expires_at",
         )
     wanted = sorted(set(request.device_models))
-    devices = (
-        rows.fetch(DeviceModel, '"slug" = ANY(%s) AND "active"', [wanted], order_by=DEVICE_ORDER)
-        if wanted
-        else []
-    )
+    devices = request.devices
+    if devices is None:
+        devices = (
+            rows.fetch(DeviceModel, DEVICES_WHERE, [wanted], order_by=DEVICE_ORDER)
+            if wanted
+            else []
+        )
     if len(devices) != len(set(request.device_models)):
         unknown = sorted(set(request.device_models) - {d.slug for d in devices})
         raise InvalidInput(
