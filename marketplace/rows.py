@@ -24,22 +24,42 @@ Converters = list[tuple[int, list[Callable[..., Any]], Any]]
 
 
 @functools.cache
-def _statement(
-    model: type[Model], where: str, order_by: tuple[str, ...]
-) -> tuple[str, list[str], Converters]:
-    fields = model._meta.concrete_fields
-    columns = ", ".join(f'"{f.column}"' for f in fields)
-    order = ", ".join(f'"{model._meta.get_field(name).column}"' for name in order_by)  # type: ignore[union-attr]
-    sql = f"SELECT {columns} FROM {model._meta.db_table} WHERE {where}"  # noqa: S608 - constant SQL
+def _loading(model: type[Model]) -> tuple[list[str], Converters]:
+    """A model's attribute names, in its columns' order, and the converters of those columns
+    that have any (the ORM's model iterable applies the same)."""
     converters: Converters = []
-    for n, field in enumerate(fields):
+    for n, field in enumerate(model._meta.concrete_fields):
         expression = field.get_col(model._meta.db_table)
         found = connection.ops.get_db_converters(expression) + expression.get_db_converters(
             connection
         )
         if found:
             converters.append((n, found, expression))
-    return sql + (f" ORDER BY {order}" if order else ""), [f.attname for f in fields], converters
+    return [f.attname for f in model._meta.concrete_fields], converters
+
+
+def columns(model: type[Model], alias: str = "") -> str:
+    """A model's columns in the order ``build`` reads them, qualified by ``alias`` if given."""
+    prefix = f"{alias}." if alias else ""
+    return ", ".join(f'{prefix}"{f.column}"' for f in model._meta.concrete_fields)
+
+
+def build(model: type[M], values: Sequence[Any]) -> M:
+    """An instance from its ``columns(model)`` values, as the ORM would load it."""
+    attnames, converters = _loading(model)
+    if converters:
+        values = list(values)
+        for n, functions, expression in converters:
+            for convert in functions:
+                values[n] = convert(values[n], expression, connection)
+    return model.from_db(DEFAULT_DB_ALIAS, attnames, values)
+
+
+@functools.cache
+def _statement(model: type[Model], where: str, order_by: tuple[str, ...]) -> str:
+    order = ", ".join(f'"{model._meta.get_field(name).column}"' for name in order_by)  # type: ignore[union-attr]
+    sql = f"SELECT {columns(model)} FROM {model._meta.db_table} WHERE {where}"  # noqa: S608 - constant SQL
+    return sql + (f" ORDER BY {order}" if order else "")
 
 
 def fetch(
@@ -47,48 +67,27 @@ def fetch(
 ) -> list[M]:
     """The rows of ``model`` satisfying ``where`` (constant SQL over its columns, with ``%s``
     for ``params``), in ``order_by``'s order (field names), as model instances."""
-    sql, attnames, converters = _statement(model, where, tuple(order_by))
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return _instances(model, attnames, converters, cursor.fetchall())
+        cursor.execute(_statement(model, where, tuple(order_by)), params)
+        return [build(model, row) for row in cursor.fetchall()]
 
 
 def fetch_together(
     *queries: tuple[type[Model], str, Sequence[Any], Sequence[str]],
 ) -> list[list[Any]]:
     """Several ``fetch``es, each (model, where, params, order_by), in one round trip."""
-    statements = [_statement(model, where, tuple(order)) for model, where, _p, order in queries]
     with together():
         cursors = [connection.cursor() for _query in queries]
         try:
-            for cursor, (sql, _names, _converters), query in zip(
-                cursors, statements, queries, strict=True
-            ):
-                cursor.execute(sql, query[2])
+            for cursor, (model, where, params, order) in zip(cursors, queries, strict=True):
+                cursor.execute(_statement(model, where, tuple(order)), params)
             return [
-                _instances(query[0], names, converters, cursor.fetchall())
-                for cursor, (_sql, names, converters), query in zip(
-                    cursors, statements, queries, strict=True
-                )
+                [build(query[0], row) for row in cursor.fetchall()]
+                for cursor, query in zip(cursors, queries, strict=True)
             ]
         finally:
             for cursor in cursors:
                 cursor.close()
-
-
-def _instances(
-    model: type[M], attnames: list[str], converters: Converters, rows: Sequence[Sequence[Any]]
-) -> list[M]:
-    instances = []
-    for row in rows:
-        if converters:
-            values = list(row)
-            for n, functions, expression in converters:
-                for convert in functions:
-                    values[n] = convert(values[n], expression, connection)
-            row = tuple(values)
-        instances.append(model.from_db(DEFAULT_DB_ALIAS, attnames, row))
-    return instances
 
 
 @functools.cache
