@@ -20,9 +20,12 @@ sys.path.insert(0, str(ROOT))
 
 @contextlib.contextmanager
 def django_stack() -> Iterator[None]:
+    """The servers in a fresh temporary directory, removed afterwards; or in ``BENCH_DATA_DIR``,
+    kept (for working on one benchmark: what it built stays, see ``_matching_round.py``)."""
     from marketplace.devstack import embedded_servers
 
-    data_dir = Path(tempfile.mkdtemp(prefix="suanli-bench-"))
+    kept = os.environ.get("BENCH_DATA_DIR")
+    data_dir = Path(kept) if kept else Path(tempfile.mkdtemp(prefix="suanli-bench-"))
     try:
         with embedded_servers(data_dir) as urls:
             os.environ.update(urls)
@@ -37,7 +40,8 @@ def django_stack() -> Iterator[None]:
 
             connections.close_all()
     finally:
-        shutil.rmtree(data_dir, ignore_errors=True)
+        if not kept:
+            shutil.rmtree(data_dir, ignore_errors=True)
 
 
 # gunicorn's size in the HTTP benchmarks; BENCH_WORKERS / BENCH_THREADS try others.

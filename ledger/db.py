@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import select
 from collections.abc import Iterator
 from typing import Any
 
@@ -29,3 +30,20 @@ def bound_cursor() -> Iterator[psycopg.Cursor[Any]]:
     connection.ensure_connection()
     with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
         yield cursor
+
+
+def send_queued() -> None:
+    """In psycopg's pipeline mode, wait until the server has been sent every statement queued so
+    far (not their results). psycopg hands a statement to libpq, which sends what the socket takes
+    at once: the rest of one with large parameters (a megabyte of arrays) would stay in libpq's
+    buffer until the next result is fetched or the pipeline ends, and the server could not start
+    on it meanwhile. Outside pipeline mode every statement has been sent whole already.
+
+    The server sends nothing while it reads a statement, and the results of those before it are a
+    few bytes each, so waiting only to write cannot deadlock."""
+    pgconn = connection.connection.pgconn
+    if not pgconn.pipeline_status:
+        return
+    with connection.wrap_database_errors:
+        while pgconn.flush():  # 1: some is left; the socket is full
+            select.select([], [pgconn.socket], [])

@@ -139,12 +139,24 @@ class Transfer(AppendOnly):
 
     id = models.UUIDField(primary_key=True)
     kind = models.CharField(max_length=8, choices=Kind.choices)
-    debit_account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="+")
-    credit_account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="+")
+    # Not indexed: an account's movements are read through its entries (ledger_entry_account),
+    # and accounts are never deleted, so nothing looks transfers up by account.
+    # The ledger's references are checked once per statement, not per row (migration 0008).
+    debit_account = models.ForeignKey(
+        Account, on_delete=models.PROTECT, related_name="+", db_index=False, db_constraint=False
+    )
+    credit_account = models.ForeignKey(
+        Account, on_delete=models.PROTECT, related_name="+", db_index=False, db_constraint=False
+    )
     amount = models.BigIntegerField()
     currency = models.CharField(max_length=3)
     pending = models.OneToOneField(
-        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="resolution"
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="resolution",
+        db_constraint=False,
     )
     timeout = models.PositiveIntegerField(null=True, blank=True, help_text="seconds (pending)")
     expires_at = models.DateTimeField(null=True, blank=True)
@@ -189,9 +201,16 @@ class Entry(AppendOnly):
     """One side of a transfer on one account: signed changes to the account's four totals."""
 
     id = models.BigAutoField(primary_key=True)
-    transfer = models.ForeignKey(Transfer, on_delete=models.PROTECT, related_name="entries")
+    # References checked once per statement (migration 0008).
+    transfer = models.ForeignKey(
+        Transfer, on_delete=models.PROTECT, related_name="entries", db_constraint=False
+    )
     account = models.ForeignKey(  # ledger_entry_account leads with it
-        Account, on_delete=models.PROTECT, related_name="entries", db_index=False
+        Account,
+        on_delete=models.PROTECT,
+        related_name="entries",
+        db_index=False,
+        db_constraint=False,
     )
     debits_pending = models.BigIntegerField(default=0)
     debits_posted = models.BigIntegerField(default=0)
@@ -211,7 +230,9 @@ class SealQueue(models.Model):
     takes rows in order and deletes them (this table, alone in the ledger, is a work queue)."""
 
     id = models.BigAutoField(primary_key=True)
-    transfer = models.OneToOneField(Transfer, on_delete=models.PROTECT, related_name="+")
+    transfer = models.OneToOneField(  # checked once per statement (migration 0008)
+        Transfer, on_delete=models.PROTECT, related_name="+", db_constraint=False
+    )
 
     def __str__(self) -> str:
         return f"unsealed {self.transfer_id}"

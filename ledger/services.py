@@ -19,9 +19,10 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
+from django.db.transaction import TransactionManagementError
 
 from ledger import canonical
-from ledger.db import bound_cursor, raw_cursor
+from ledger.db import bound_cursor, raw_cursor, send_queued
 from ledger.models import (
     Account,
     AccountFlags,
@@ -183,7 +184,7 @@ CODE_MAX = 2**31 - 1
 TIMEOUT_MAX = 10 * 365 * 24 * 3600  # seconds: a hold lasts at most ten years
 
 
-@dataclass
+@dataclass(slots=True)
 class _Totals:
     debits_pending: int
     debits_posted: int
@@ -210,8 +211,15 @@ class _Totals:
             return Result.EXCEEDS_DEBITS
         return None
 
+    def add(self, delta: tuple[int, int, int, int], sign: int = 1) -> None:
+        debits_pending, debits_posted, credits_pending, credits_posted = delta
+        self.debits_pending += sign * debits_pending
+        self.debits_posted += sign * debits_posted
+        self.credits_pending += sign * credits_pending
+        self.credits_posted += sign * credits_posted
 
-@dataclass
+
+@dataclass(slots=True)
 class _Stored:
     """A transfer as written (or about to be): what an ``exists`` check compares against."""
 
@@ -307,15 +315,11 @@ class _Batch:
             outcome, self.pendings.get(outcome.pending_id) if outcome.pending_id else None
         )
         for account_id, delta in deltas.items():
-            totals = self.totals[account_id]
-            for name, value in zip(_TOTALS, delta, strict=True):
-                setattr(totals, name, getattr(totals, name) + value)
+            self.totals[account_id].add(delta)
         broken = next((r for a in deltas if (r := self.totals[a].violates())), None)
         if broken is not None:
             for account_id, delta in deltas.items():
-                totals = self.totals[account_id]
-                for name, value in zip(_TOTALS, delta, strict=True):
-                    setattr(totals, name, getattr(totals, name) - value)
+                self.totals[account_id].add(delta, -1)
             return broken
         self.new.append(outcome)
         self.existing[outcome.id] = outcome
@@ -659,6 +663,11 @@ def _evaluate(
 ) -> tuple[_Batch, list[Result]]:
     batch = _Batch(now, allow_expired)
     batch.load(transfers, check_existing=check_existing)
+    return batch, _check(batch, transfers)
+
+
+def _check(batch: _Batch, transfers: Sequence[NewTransfer]) -> list[Result]:
+    """Apply the transfers to the loaded state in order, chain by chain; one result each."""
     results: list[Result] = []
     start = 0
     while start < len(transfers):
@@ -682,7 +691,45 @@ def _evaluate(
             batch.restore(state)
         results.extend(codes)
         start = end + 1
-    return batch, results
+    return results
+
+
+class OpenBatch:
+    """A batch whose accounts are locked and whose state is read (``open_batch``); ``write``
+    checks and writes it later in the same transaction."""
+
+    def __init__(self, transfers: Sequence[NewTransfer], batch: _Batch) -> None:
+        self._transfers = transfers
+        self._batch: _Batch | None = batch
+
+    def write(self) -> list[Result]:
+        """One result per transfer, as ``create_transfers`` gives; the ``ok`` ones are written in
+        one statement (sent, and not awaited, when the connection is in pipeline mode). Once."""
+        if self._batch is None:
+            raise RuntimeError("this batch has been written")
+        batch, self._batch = self._batch, None
+        results = _check(batch, self._transfers)
+        _write(batch, batch.now)
+        return results
+
+
+def open_batch(transfers: Sequence[NewTransfer], *, now: dt.datetime) -> OpenBatch:
+    """The first half of a large batch that is part of the caller's own transaction (a clearing
+    round's moves): lock every account the batch touches, in id order, and read what its checks
+    need, with the existing ids in view (a replay gives ``exists``), as ``create_transfers`` does.
+    The caller may then send statements of its own, and the server runs them while
+    ``OpenBatch.write`` checks the transfers in Python: in psycopg's pipeline mode the reads here
+    wait only for the statements sent before them.
+
+    Unlike ``create_transfers`` it takes no savepoint and never retries: it must run inside the
+    caller's ``transaction.atomic`` block, and any database error (one raised when the caller's
+    pipeline ends, for a write sent in pipeline mode) aborts that transaction whole. The accounts'
+    locks make the checks hold until it ends: a concurrent batch on the same accounts waits."""
+    if not connection.in_atomic_block:
+        raise TransactionManagementError("open_batch runs inside the caller's transaction")
+    batch = _Batch(now, allow_expired=False)
+    batch.load(transfers, check_existing=True)
+    return OpenBatch(transfers, batch)
 
 
 # One statement writes the transfers, their entries, the sealing outbox rows and the accounts'
@@ -700,12 +747,22 @@ WITH t AS (
         AS x(id, kind, debit, credit, amount, currency, pending, timeout, expires, linked, code,
              meta)
 ), e AS (
+    -- Each transfer's two entries, as ``_deltas`` gives them (debit side first), derived here
+    -- from the transfer's columns and the amount its pending transfer held: the server makes
+    -- them faster than Python can send them.
     INSERT INTO ledger_entry (transfer_id, account_id, debits_pending, debits_posted,
         credits_pending, credits_posted, created_at)
-    SELECT transfer, account, dp, dpo, cp, cpo, %(now)b::timestamptz
-    FROM unnest(%(e_transfers)b::uuid[], %(e_accounts)b::bigint[], %(e_dp)b::bigint[],
-        %(e_dpo)b::bigint[], %(e_cp)b::bigint[], %(e_cpo)b::bigint[])
-        AS y(transfer, account, dp, dpo, cp, cpo)
+    SELECT y.id, s.account, s.dp, s.dpo, s.cp, s.cpo, %(now)b::timestamptz
+    FROM unnest(%(ids)b::uuid[], %(kinds)b::text[], %(debits)b::bigint[], %(credits)b::bigint[],
+        %(amounts)b::bigint[], %(held)b::bigint[]) AS y(id, kind, debit, credit, amount, held)
+    CROSS JOIN LATERAL (
+        SELECT CASE WHEN y.kind = 'pending' THEN y.amount ELSE -y.held END AS pending,
+            CASE WHEN y.kind IN ('single', 'post') THEN y.amount ELSE 0 END AS posted
+    ) AS m
+    CROSS JOIN LATERAL (
+        VALUES (y.debit, m.pending, m.posted, 0::bigint, 0::bigint),
+            (y.credit, 0::bigint, 0::bigint, m.pending, m.posted)
+    ) AS s(account, dp, dpo, cp, cpo)
 ), q AS (
     INSERT INTO ledger_sealqueue (transfer_id) SELECT unnest(%(ids)b::uuid[])
 )
@@ -721,11 +778,7 @@ def _write(batch: _Batch, now: dt.datetime) -> None:
     if not batch.new:
         return
     new = batch.new
-    entries: list[tuple[uuid.UUID, int, tuple[int, int, int, int]]] = []
-    for t in new:
-        pending = batch.pendings.get(t.pending_id) if t.pending_id else None
-        entries.extend((t.id, account, delta) for account, delta in _deltas(t, pending).items())
-    touched = sorted({account for _t, account, _d in entries})
+    touched = sorted({t.debit_account_id for t in new} | {t.credit_account_id for t in new})
     totals = [batch.totals[a] for a in touched]
     params: dict[str, Any] = {
         "now": now,
@@ -741,12 +794,8 @@ def _write(batch: _Batch, now: dt.datetime) -> None:
         "linked": [t.linked for t in new],
         "codes": [t.code for t in new],
         "metas": [json.dumps(t.metadata, sort_keys=True) for t in new],
-        "e_transfers": [t for t, _a, _d in entries],
-        "e_accounts": [a for _t, a, _d in entries],
-        **{
-            f"e_{name}": [d[i] for _t, _a, d in entries]
-            for i, name in enumerate(("dp", "dpo", "cp", "cpo"))
-        },
+        # What each post or void's pending transfer held (see ``_deltas``).
+        "held": [batch.pendings[t.pending_id].amount if t.pending_id else 0 for t in new],
         "a_ids": touched,
         **{
             f"a_{name}": [getattr(t, column) for t in totals]
@@ -755,6 +804,7 @@ def _write(batch: _Batch, now: dt.datetime) -> None:
     }
     with bound_cursor() as cursor:
         cursor.execute(_WRITE_SQL, params)
+    send_queued()  # in pipeline mode: the server starts on it now (see ``send_queued``)
 
 
 def transfer(request: NewTransfer, *, now: dt.datetime) -> Result:

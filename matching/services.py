@@ -27,7 +27,7 @@ import datetime as dt
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -38,7 +38,7 @@ from django.db import connection, transaction
 from psycopg.types.json import Jsonb
 
 from ledger import services as ledger
-from ledger.db import raw_cursor
+from ledger.db import raw_cursor, send_queued
 from ledger.models import Kind, Purpose
 from ledger.money import cost
 from marketplace.models import (
@@ -299,13 +299,11 @@ def _write(
     tick = market.price_tick
     reasons = dict(clearing.unfilled)
     traded = {f.bid for f in clearing.fills}
-    with _meanwhile() as cursor:
+    with _meanwhile() as send:
         # Orders that traded nothing only record the round and why: the server rewrites them while
         # the plans are made.
         idle = [(o.pk, reasons.get(b, "")) for b, o in snap.orders.items() if b not in traded]
-        cursor.execute(
-            UPDATE_IDLE_ORDERS_SQL, [number, [pk for pk, _ in idle], [r for _, r in idle]]
-        )
+        send(UPDATE_IDLE_ORDERS_SQL, [number, [pk for pk, _ in idle], [r for _, r in idle]])
         plans = _plans(snap, clearing, number=number)
     drafts = [d for plan in plans.values() for d in plan.leases]
     payments = sum(d.cost for d in drafts)
@@ -367,19 +365,21 @@ def _write(
     )
     accounts, expires = _accounts(rnd, plans)
     _create_leases(rnd, plans)
-    with _meanwhile() as cursor:
-        cursor.execute(UPDATE_FILLED_ORDERS_SQL, _filled_orders(plans, reasons, number=number))
-        # The leases' foreign keys (seven each) are checked now, on the server, while the Python
-        # below runs, instead of at the commit (all of them are deferrable, initially deferred).
-        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
-        cursor.execute("SET CONSTRAINTS ALL DEFERRED")
-        transfers = _transfers(rnd, plans, accounts, expires, now=now)
+    transfers = _transfers(rnd, plans, accounts, expires, now=now)
     _notify_scheduled(rnd, drafts, now=now)
-    _move_money(rnd, transfers, now=now)
-    with _meanwhile() as cursor:
-        # Likewise the ledger's (transfers, entries, outbox rows) while the events are made.
-        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
-        cursor.execute("SET CONSTRAINTS ALL DEFERRED")
+    with _meanwhile() as send:
+        # The server's share of the rest runs while Python checks the ledger's moves and makes
+        # the events. First the ledger's reads and locks (nothing is queued before them), then
+        # the filled orders' rewrite and the leases' foreign keys (seven each), checked now
+        # rather than at the commit (all of them are deferrable, initially deferred).
+        batch = ledger.open_batch(transfers, now=now)
+        send(UPDATE_FILLED_ORDERS_SQL, _filled_orders(plans, reasons, number=number))
+        send("SET CONSTRAINTS ALL IMMEDIATE")
+        send("SET CONSTRAINTS ALL DEFERRED")
+        _refuse(rnd, transfers, batch.write())
+        # Likewise the ledger's foreign keys (transfers, entries, outbox rows).
+        send("SET CONSTRAINTS ALL IMMEDIATE")
+        send("SET CONSTRAINTS ALL DEFERRED")
         events = _order_events(snap, plans, number=number, now=now)
     _copy(OrderEvent._meta.db_table, ORDER_EVENT_COLUMNS, events)
     _update_offers({d.offer.pk: d.offer for d in drafts}, now=now, number=number)
@@ -422,15 +422,21 @@ ORDER_EVENT_COLUMNS = (
 
 
 @contextlib.contextmanager
-def _meanwhile() -> Iterator[psycopg.Cursor[Any]]:
-    """A cursor whose statements the server runs while the block's Python goes on (psycopg's
-    pipeline mode): each is sent at once, and their results, or the first error, are awaited
-    when the block ends, in the round's transaction. Nothing else may touch the database inside
-    the block. Database errors are raised as Django's."""
+def _meanwhile() -> Iterator[Callable[..., None]]:
+    """A function that sends a statement for the server to run while the block's Python goes on
+    (psycopg's pipeline mode, the statement sent whole at once: ``send_queued``). Their results,
+    or the first error, are awaited when the block ends, in the round's transaction. Inside the
+    block other statements on the connection queue up behind them (a read waits for them).
+    Database errors are raised as Django's."""
     connection.ensure_connection()
     raw = connection.connection
     with connection.wrap_database_errors, raw.pipeline(), psycopg.Cursor(raw) as cursor:
-        yield cursor
+
+        def send(statement: str, params: Sequence[Any] | None = None) -> None:
+            cursor.execute(statement, params)
+            send_queued()
+
+        yield send
 
 
 def _copy(table: str, columns: Sequence[tuple[str, str]], rows: Iterable[Sequence[Any]]) -> None:
@@ -591,11 +597,10 @@ def _transfers(
     return transfers
 
 
-def _move_money(
-    rnd: ClearingRound, transfers: Sequence[ledger.NewTransfer], *, now: dt.datetime
+def _refuse(
+    rnd: ClearingRound, transfers: Sequence[ledger.NewTransfer], results: Sequence[ledger.Result]
 ) -> None:
-    """The round's transfers in one ledger batch; any refusal aborts the round."""
-    results = ledger.create_transfers(transfers, now=now)
+    """Any refusal in the round's ledger batch aborts the round, naming the orders refused."""
     failed = [(t, r) for t, r in zip(transfers, results, strict=True) if r != ledger.Result.OK]
     if failed:
         raise LedgerRefused(
