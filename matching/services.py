@@ -370,14 +370,12 @@ def _write(
     with _meanwhile() as send:
         # The server's share of the rest runs while Python checks the ledger's moves and makes
         # the events. First the ledger's reads and locks (nothing is queued before them), then
-        # the filled orders' rewrite and the leases' foreign keys (seven each), checked now
-        # rather than at the commit (all of them are deferrable, initially deferred).
+        # the filled orders' rewrite while the moves are checked, then their write, then the
+        # leases' foreign keys (seven each), checked now rather than at the commit (all of them
+        # are deferrable, initially deferred) while the events are made.
         batch = ledger.open_batch(transfers, now=now)
         send(UPDATE_FILLED_ORDERS_SQL, _filled_orders(plans, reasons, number=number))
-        send("SET CONSTRAINTS ALL IMMEDIATE")
-        send("SET CONSTRAINTS ALL DEFERRED")
         _refuse(rnd, transfers, batch.write())
-        # Likewise the ledger's foreign keys (transfers, entries, outbox rows).
         send("SET CONSTRAINTS ALL IMMEDIATE")
         send("SET CONSTRAINTS ALL DEFERRED")
         events = _order_events(snap, plans, number=number, now=now)
