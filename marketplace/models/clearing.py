@@ -110,7 +110,13 @@ class Lease(models.Model):
     class price. The terms (price, units, window, cost) are frozen at creation."""
 
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    market = models.ForeignKey(Market, on_delete=models.PROTECT, related_name="leases")
+    # The offer, its pool and its market are one reference: (offer, pool, market) must be a row of
+    # marketplace_offer (lease_offer_pool_market, migration 0011), checked once per lease where
+    # three foreign keys were three checks, and the copies of the offer's pool and market can
+    # never disagree with it.
+    market = models.ForeignKey(
+        Market, on_delete=models.PROTECT, related_name="leases", db_constraint=False
+    )
     # No index of their own where an index of Meta leads with the column (a round writes tens of
     # thousands of leases, and every index is written for each).
     round = models.ForeignKey(  # lease_fill_unique
@@ -118,10 +124,10 @@ class Lease(models.Model):
     )
     order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="leases")
     offer = models.ForeignKey(  # lease_offer_end
-        Offer, on_delete=models.PROTECT, related_name="leases", db_index=False
+        Offer, on_delete=models.PROTECT, related_name="leases", db_index=False, db_constraint=False
     )
     pool = models.ForeignKey(  # lease_pool_end
-        Pool, on_delete=models.PROTECT, related_name="leases", db_index=False
+        Pool, on_delete=models.PROTECT, related_name="leases", db_index=False, db_constraint=False
     )
     buyer = models.ForeignKey(  # lease_buyer_recent
         Organization, on_delete=models.PROTECT, related_name="+", db_index=False

@@ -190,6 +190,8 @@ class Offer(models.Model):
 
     class Meta:
         constraints = [
+            # What a lease's composite reference to its offer names (lease_offer_pool_market).
+            models.UniqueConstraint(fields=["id", "pool", "market"], name="offer_pool_market_key"),
             models.CheckConstraint(condition=Q(units__gte=1), name="offer_units_positive"),
             models.CheckConstraint(condition=Q(min_price__gt=0), name="offer_price_positive"),
             models.CheckConstraint(
