@@ -201,9 +201,15 @@ class Entry(AppendOnly):
     """One side of a transfer on one account: signed changes to the account's four totals."""
 
     id = models.BigAutoField(primary_key=True)
-    # References checked once per statement (migration 0008).
+    # References checked once per statement (migration 0008). Entries are read by account
+    # (ledger_entry_account) or all together (verification): no index by transfer, whose random
+    # ids made every entry an insert at a random place of it (migration 0009).
     transfer = models.ForeignKey(
-        Transfer, on_delete=models.PROTECT, related_name="entries", db_constraint=False
+        Transfer,
+        on_delete=models.PROTECT,
+        related_name="entries",
+        db_constraint=False,
+        db_index=False,
     )
     account = models.ForeignKey(  # ledger_entry_account leads with it
         Account,

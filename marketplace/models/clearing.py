@@ -146,8 +146,9 @@ class Lease(models.Model):
     buyer_fee = models.BigIntegerField()  # minor units
     # The ledger transfer that captured this lease's order hold for its charge (one per order and
     # round, shared by the order's leases of that round). The charge stays in the order's hold
-    # account until settlement pays it out lease by lease.
-    charge_transfer_id = models.UUIDField(db_index=True)
+    # account until settlement pays it out lease by lease. Not indexed: nothing looks leases up
+    # by it (an audit joins whole tables), and a round writes 50,000 of them in random order.
+    charge_transfer_id = models.UUIDField()
     status = models.CharField(
         max_length=16, choices=LeaseStatus.choices, default=LeaseStatus.SCHEDULED
     )
