@@ -3,10 +3,12 @@
 - Transfers lose the single-column indexes of their account foreign keys. Nothing reads transfers
   by account (an account's movements are its entries, indexed by ledger_entry_account) and accounts
   are never deleted; every transfer paid for both indexes. The constraints stay.
-- Accounts keep a fifth of each page free (fillfactor 80). Every transfer rewrites its two
+- Accounts keep 40% of each page free (fillfactor 60). Every transfer rewrites its two
   accounts' totals, none of them indexed: with room on the page, PostgreSQL writes the new
   version beside the old one and touches no index (a heap-only update); on full pages each update
-  went to another page and into both indexes. Pages written from now on keep the room.
+  went to another page and into both indexes. A round posting 49,000 order holds: 22,000 of the
+  account rewrites heap-only at fillfactor 80, 48,800 at 60. Pages written from now on keep the
+  room.
 """
 
 import django.db.models.deletion
@@ -21,7 +23,7 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.RunSQL(
-            "ALTER TABLE ledger_account SET (fillfactor = 80)",
+            "ALTER TABLE ledger_account SET (fillfactor = 60)",
             "ALTER TABLE ledger_account RESET (fillfactor)",
         ),
         migrations.AlterField(
