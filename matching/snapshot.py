@@ -13,14 +13,20 @@ import datetime as dt
 import hashlib
 import json
 import uuid
-from collections import defaultdict
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from operator import itemgetter
 from typing import Any
 
+from django.contrib.postgres.expressions import ArraySubquery
+from django.db.models import F, Func, OuterRef, QuerySet, TextField
+from django.db.models.functions import Cast
+
+from ledger.db import raw_cursor
 from marketplace.compat import Demand, Location, Supply, exclusion
 from marketplace.models import (
     OPEN_ORDER_STATUSES,
+    DeviceModel,
     Market,
     Offer,
     Order,
@@ -104,7 +110,34 @@ CONSTRAINT_FIELDS = (
 DEMAND_FIELDS = ("duration_hours", *CONSTRAINT_FIELDS)
 _REGIONS = DEMAND_FIELDS.index("allowed_regions")
 _JURISDICTIONS = DEMAND_FIELDS.index("allowed_jurisdictions")
-ROW_FIELDS = (*BOOK_ORDER_FIELDS, *DEMAND_FIELDS)
+# The columns of an order's row as the snapshot reads it (see _order_rows): the order's, the bid's
+# id, then its constraints, as one slice: its devices' ids and DEMAND_FIELDS, arrays as text.
+_ARRAYS = ("allowed_regions", "allowed_jurisdictions")
+_ORDER_COLUMNS = (
+    *BOOK_ORDER_FIELDS,
+    "bid_id",
+    "device_ids",
+    *(f"{name}_json" if name in _ARRAYS else name for name in DEMAND_FIELDS),
+)
+_PK, _ORGANIZATION, _KIND, _QUANTITY, _FILLED, _LIMIT, _HOURS, _FILL, _PLACEMENT, _MIN_FILL = (
+    BOOK_ORDER_FIELDS.index(name)
+    for name in (
+        "pk",
+        "organization_id",
+        "quantity_kind",
+        "quantity",
+        "filled_quantity",
+        "limit_price",
+        "duration_hours",
+        "fill",
+        "placement",
+        "min_fill",
+    )
+)
+_DEMAND = len(BOOK_ORDER_FIELDS)
+_BID_ID = _ORDER_COLUMNS.index("bid_id")
+_CONSTRAINTS = _ORDER_COLUMNS.index("device_ids")
+_CHUNK = 1000  # rows per message from the server while streaming
 
 
 @dataclass
@@ -237,82 +270,22 @@ def take(
         latest_start__gte=at,
         expires_at__gt=at,
     )
-    # Plain rows, not model instances: a round may read 100,000 orders. Not locked FOR UPDATE
-    # (that would write every row): whatever changes an order (cancel, expiry) takes the
-    # market's lock first and, finding the round running, waits for it (see cancel_order).
-    rows = list(open_orders.order_by("pk").values_list(*ROW_FIELDS))
-    slugs: dict[int, list[str]] = defaultdict(list)
-    through = Order.device_models.through.objects.filter(order_id__in=open_orders.values("pk"))
-    for order_id, slug in through.values_list("order_id", "devicemodel__slug"):
-        slugs[order_id].append(slug)
+    slugs = _device_slugs()
+    while (
+        read := _bids(open_orders, representatives, slugs, at=at, tick=tick, exclude=exclude)
+    ) is None:
+        slugs = _device_slugs()  # an order names a device model added since: read both again
+    bids, arcs, by_id = read
+    # The ledger owner of each order's organization, read once the stream has ended (until its
+    # last row the connection can run nothing else).
     owners = {
         org.pk: ledger_owner(org)
-        for org in Organization.objects.filter(pk__in={row[2] for row in rows})
+        for org in Organization.objects.filter(
+            pk__in={order.organization_id for order in by_id.values()}
+        )
     }
-    # The compatibility check fails on the device first: an order naming devices is checked only
-    # against the classes of those devices (the same arcs, in the same order, in far fewer calls).
-    by_device: dict[str, list[tuple[str, Supply]]] = defaultdict(list)
-    for cls, rep in representatives.items():
-        by_device[rep.device_slug].append((cls, rep))
-    candidates: dict[tuple[str, ...], list[tuple[str, Supply]]] = {}
-    bids: list[Bid] = []
-    arcs: dict[str, list[str]] = {}
-    by_id: dict[str, BookOrder] = {}
-    signatures: dict[tuple[Any, ...], str] = {}
-    prices: dict[Decimal, int] = {}
-    all_or_none, same_pool = FillPolicy.ALL_OR_NONE.value, Placement.SAME_POOL.value
-    split = len(BOOK_ORDER_FIELDS)
-    for row in rows:
-        order = BookOrder(owners[row[2]], *row[:split])
-        devices = tuple(sorted(slugs.get(order.pk, ())))
-        tail = row[split:]
-        # The array columns as tuples (hashable); everything else as read.
-        constraints = (
-            devices,
-            order.quantity_kind,
-            *tail[:_REGIONS],
-            tuple(tail[_REGIONS]),
-            tuple(tail[_JURISDICTIONS]),
-            *tail[_JURISDICTIONS + 1 :],
-        )
-        signature = signatures.get(constraints)
-        if signature is None:  # once per distinct set of constraints, not per order
-            demand = _demand(devices, dict(zip(DEMAND_FIELDS, tail, strict=True)), at)
-            signature = _signature(constraints)
-            signatures[constraints] = signature
-            pairs = candidates.get(devices)
-            if pairs is None:
-                pairs = candidates[devices] = [
-                    (cls, rep)
-                    for cls, rep in representatives.items()
-                    if not devices or rep.device_slug in devices
-                ]
-            arcs[signature] = [cls for cls, rep in pairs if exclusion(demand, rep) is None]
-        price = prices.get(order.limit_price)  # limits repeat: one division each
-        if price is None:
-            price = prices[order.limit_price] = ticks_down(order.limit_price, tick)
-        known = _terms(order, price)
-        if known is None:
-            continue
-        bid_id = str(order.public_id)
-        if bid_id in exclude:
-            continue
-        quantity, min_fill, per_scu = known
-        bids.append(
-            Bid(
-                id=bid_id,
-                signature=signature,
-                quantity=quantity,
-                price=price,
-                seq=order.pk,
-                hours=order.duration_hours,
-                per_scu=per_scu,
-                all_or_none=order.fill == all_or_none,
-                same_pool=order.placement == same_pool,
-                min_fill=min_fill,
-            )
-        )
-        by_id[bid_id] = order
+    for order in by_id.values():
+        order.owner = owners[order.organization_id]
     book = Book(
         asks=tuple(asks),
         bids=tuple(bids),
@@ -330,6 +303,151 @@ def take(
     )
 
 
+def _device_slugs() -> dict[int, str]:
+    return dict(DeviceModel.objects.values_list("pk", "slug"))
+
+
+def _bids(
+    open_orders: QuerySet[Order],
+    representatives: dict[str, Supply],
+    slugs: dict[int, str],
+    *,
+    at: dt.datetime,
+    tick: Decimal,
+    exclude: frozenset[str],
+) -> tuple[list[Bid], dict[str, list[str]], dict[str, BookOrder]] | None:
+    """The bids of ``open_orders`` but those in ``exclude``, in primary-key order, the classes
+    each signature accepts, and the orders by bid id (their owners left blank); or None if an
+    order names a device model missing from ``slugs``.
+
+    Plain rows, not model instances: a round may read 100,000 orders. Not locked FOR UPDATE
+    (that would write every row): whatever changes an order (cancel, expiry) takes the market's
+    lock first and, finding the round running, waits for it (see cancel_order). One statement
+    reads each order with its devices (an order placed meanwhile is in it with its devices or not
+    at all). Its rows are streamed: the server reads and sends the next ones while this works on
+    these."""
+    sql, params = _order_rows(open_orders).query.sql_with_params()
+    # The compatibility check fails on the device first: an order naming devices is checked only
+    # against the classes of those devices (the same arcs, in the same order, in far fewer calls).
+    candidates: dict[tuple[str, ...], list[tuple[str, Supply]]] = {}
+    bids: list[Bid] = []
+    arcs: dict[str, list[str]] = {}
+    by_id: dict[str, BookOrder] = {}
+    # Signatures by the constraints as read (one slice of the row), and by the constraints as
+    # values: the first is quick to look up; the second merges rows whose texts differ but whose
+    # constraints are equal (a device list in another order), as reading values alone did.
+    signatures: dict[tuple[Any, ...], str] = {}
+    by_constraints: dict[tuple[Any, ...], str] = {}
+    prices: dict[Decimal, int] = {}
+    amounts: dict[tuple[Any, ...], tuple[int, int, bool] | None] = {}
+    all_or_none, same_pool = FillPolicy.ALL_OR_NONE.value, Placement.SAME_POOL.value
+    stale = False
+    with raw_cursor() as cursor:
+        for row in cursor.stream(sql, params, size=_CHUNK):
+            pk = row[_PK]
+            as_read = row[_KIND], row[_CONSTRAINTS:]
+            signature = signatures.get(as_read)
+            if signature is None:  # once per distinct set of constraints, not per order
+                try:
+                    devices, values = _constraints(row, slugs)
+                except KeyError:
+                    stale = True  # the rows left still have to be read
+                    continue
+                # The array columns as tuples (hashable); everything else as read.
+                constraints = (
+                    devices,
+                    row[_KIND],
+                    *values[:_REGIONS],
+                    tuple(values[_REGIONS]),
+                    tuple(values[_JURISDICTIONS]),
+                    *values[_JURISDICTIONS + 1 :],
+                )
+                signature = by_constraints.get(constraints)
+                if signature is None:
+                    demand = _demand(devices, dict(zip(DEMAND_FIELDS, values, strict=True)), at)
+                    signature = by_constraints[constraints] = _signature(constraints)
+                    pairs = candidates.get(devices)
+                    if pairs is None:
+                        pairs = candidates[devices] = [
+                            (cls, rep)
+                            for cls, rep in representatives.items()
+                            if not devices or rep.device_slug in devices
+                        ]
+                    arcs[signature] = [cls for cls, rep in pairs if exclusion(demand, rep) is None]
+                signatures[as_read] = signature
+            # Limits and quantities repeat from order to order: each distinct one is worked out in
+            # Decimal once (equal values give equal whole numbers, whatever their exponents).
+            limit = row[_LIMIT]
+            price = prices.get(limit)
+            if price is None:
+                price = prices[limit] = ticks_down(limit, tick)
+            quantities = row[_KIND], row[_QUANTITY], row[_FILLED], row[_MIN_FILL]
+            try:
+                known = amounts[quantities]
+            except KeyError:
+                known = amounts[quantities] = _terms(*quantities)
+            if known is None or price <= 0:
+                continue
+            bid_id = row[_BID_ID]
+            if bid_id in exclude:
+                continue
+            quantity, min_fill, per_scu = known
+            bids.append(
+                Bid(
+                    id=bid_id,
+                    signature=signature,
+                    quantity=quantity,
+                    price=price,
+                    seq=pk,
+                    hours=row[_HOURS],
+                    per_scu=per_scu,
+                    all_or_none=row[_FILL] == all_or_none,
+                    same_pool=row[_PLACEMENT] == same_pool,
+                    min_fill=min_fill,
+                )
+            )
+            by_id[bid_id] = BookOrder("", *row[:_DEMAND])  # its owner below
+    return None if stale else (bids, arcs, by_id)
+
+
+def _order_rows(open_orders: QuerySet[Order]) -> QuerySet[Order, tuple[Any, ...]]:
+    """The rows of ``open_orders`` in primary-key order, laid out as ``_ORDER_COLUMNS`` says.
+
+    The array columns come as text, one string each, which a row's constraints are looked up by
+    as read; only the few distinct ones are turned back into lists (see ``_constraints``). The
+    devices come as the ids of their models (their slugs would cost the server a join per
+    order), the allowed regions and jurisdictions as JSON, which ``json.loads`` turns back into
+    the same strings. The public id comes as text too: it is the bid's id (the server prints a
+    UUID as ``str`` does, for a fraction of the cost of 100,000 calls)."""
+    devices = ArraySubquery(
+        Order.device_models.through.objects.filter(order_id=OuterRef("pk")).values("devicemodel_id")
+    )
+    return (
+        open_orders.order_by("pk")
+        .annotate(
+            bid_id=Cast("public_id", output_field=TextField()),
+            device_ids=Cast(devices, output_field=TextField()),
+            **{f"{name}_json": _json_text(F(name)) for name in _ARRAYS},
+        )
+        .values_list(*_ORDER_COLUMNS)
+    )
+
+
+def _json_text(expression: Any) -> Cast:
+    return Cast(Func(expression, function="to_json", output_field=TextField()), TextField())
+
+
+def _constraints(row: tuple[Any, ...], slugs: dict[int, str]) -> tuple[tuple[str, ...], list[Any]]:
+    """The devices of an order's row (their slugs, sorted) and its DEMAND_FIELDS values, arrays
+    as lists. KeyError: a device not in ``slugs``."""
+    ids = row[_CONSTRAINTS][1:-1]  # an array of integers as PostgreSQL prints it: {3,7}
+    devices = tuple(sorted(slugs[int(i)] for i in (ids.split(",") if ids else ())))
+    values = list(row[_CONSTRAINTS + 1 :])
+    values[_REGIONS] = json.loads(values[_REGIONS])
+    values[_JURISDICTIONS] = json.loads(values[_JURISDICTIONS])
+    return devices, values
+
+
 def _offer_ids(market: Market, at: dt.datetime) -> list[int]:
     return list(
         Offer.objects.filter(
@@ -342,17 +460,19 @@ def _scu(value: Decimal) -> int:
     return int((value * SCU_SCALE).to_integral_value(rounding=ROUND_FLOOR))
 
 
-def _terms(order: BookOrder, price: int) -> tuple[int, int, bool] | None:
-    """A bid's quantity, minimum fill and whether it counts SCU, from the order's quantities
-    (None: nothing left to buy, or a limit of ``price`` ticks, below one tick)."""
-    left = order.quantity - order.filled_quantity
-    per_scu = order.quantity_kind == QuantityKind.SCU
+def _terms(
+    quantity_kind: str, quantity: Decimal, filled_quantity: Decimal, min_fill: Decimal
+) -> tuple[int, int, bool] | None:
+    """A bid's quantity, minimum fill and whether it counts SCU, from an order's quantities
+    (None: nothing left to buy)."""
+    left = quantity - filled_quantity
+    per_scu = quantity_kind == QuantityKind.SCU
     scale = SCU_SCALE if per_scu else 1
-    quantity = int((left * scale).to_integral_value(rounding=ROUND_FLOOR))
-    min_fill = int((min(order.min_fill, left) * scale).to_integral_value(rounding=ROUND_CEILING))
-    if quantity <= 0 or price <= 0:
+    whole = int((left * scale).to_integral_value(rounding=ROUND_FLOOR))
+    least = int((min(min_fill, left) * scale).to_integral_value(rounding=ROUND_CEILING))
+    if whole <= 0:
         return None
-    return quantity, max(min_fill, 1), per_scu
+    return whole, max(least, 1), per_scu
 
 
 def digest(book: Book, *, market: Market, delivery_start: dt.datetime) -> str:
@@ -361,24 +481,37 @@ def digest(book: Book, *, market: Market, delivery_start: dt.datetime) -> str:
         "market": market.slug,
         "delivery_start": delivery_start.isoformat(),
         "tick": str(market.price_tick),
-        "asks": sorted((a.id, a.cls, a.pool, a.units, a.price, a.seq) for a in book.asks),
-        "bids": sorted(
-            (
-                b.id,
-                b.signature,
-                b.quantity,
-                b.price,
-                b.seq,
-                b.hours,
-                b.per_scu,
-                b.all_or_none,
-                b.same_pool,
-                b.min_fill,
-            )
-            for b in book.bids
+        "asks": _sorted([(a.id, a.cls, a.pool, a.units, a.price, a.seq) for a in book.asks]),
+        "bids": _sorted(
+            [
+                (
+                    b.id,
+                    b.signature,
+                    b.quantity,
+                    b.price,
+                    b.seq,
+                    b.hours,
+                    b.per_scu,
+                    b.all_or_none,
+                    b.same_pool,
+                    b.min_fill,
+                )
+                for b in book.bids
+            ]
         ),
         "arcs": {s: sorted(cs) for s, cs in sorted(book.arcs.items())},
         "classes": {k: c.scu for k, c in sorted(book.classes.items())},
     }
     text = json.dumps(canonical, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _sorted(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """``sorted(rows)``, sooner: by the first item alone (an id, as a plain string comparison,
+    without comparing tuples), which is the same order when no two rows share it; when some do,
+    by whole rows after all."""
+    first = itemgetter(0)
+    rows.sort(key=first)
+    if len(set(map(first, rows))) < len(rows):
+        rows.sort()
+    return rows
