@@ -737,6 +737,10 @@ def open_batch(transfers: Sequence[NewTransfer], *, now: dt.datetime) -> OpenBat
     return OpenBatch(transfers, batch)
 
 
+# From this many transfers a batch's references are checked per statement (about 0.1 ms each, and
+# about 1 µs a row) rather than per row (a few µs a row and reference).
+BULK_CHECKS = 32
+
 # One statement writes the transfers, their entries, the sealing outbox rows and the accounts'
 # new totals: one round trip whatever the batch size (arrays, not one placeholder per value, bound
 # on the server in binary).
@@ -808,6 +812,11 @@ def _write(batch: _Batch, now: dt.datetime) -> None:
         },
     }
     with bound_cursor() as cursor:
+        if len(new) >= BULK_CHECKS:
+            # References checked once for the statement rather than row by row (ledger
+            # migration 0010); for the rest of the transaction, whose statements are all checked
+            # either way.
+            cursor.execute("SELECT set_config('ledger.bulk_checks', 'on', true)")
         cursor.execute(_WRITE_SQL, params)
     send_queued()  # in pipeline mode: the server starts on it now (see ``send_queued``)
 

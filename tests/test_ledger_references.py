@@ -11,7 +11,7 @@ from django.db.transaction import TransactionManagementError
 
 from ledger.db import send_queued
 from ledger.models import Account, Entry, Kind, SealQueue, Transfer
-from ledger.services import NewTransfer, Result, create_transfers, open_batch
+from ledger.services import BULK_CHECKS, NewTransfer, Result, create_transfers, open_batch
 from tests.test_ledger import T0, books, hold, single, state, totals
 from tests.test_ledger_concurrency import _reset_truncate_guard, committed_db
 
@@ -74,8 +74,9 @@ def everything() -> tuple[int, ...]:
         ),
     ],
 )
+@pytest.mark.parametrize("bulk", [False, True], ids=["row-checks", "statement-checks"])
 def test_postgresql_refuses_a_reference_to_a_row_that_does_not_exist(
-    books: dict[str, Account], sql: str, missing: str
+    books: dict[str, Account], sql: str, missing: str, bulk: bool
 ) -> None:
     params: dict[str, int | uuid.UUID] = {
         "wallet": books["wallet"].pk,
@@ -85,7 +86,9 @@ def test_postgresql_refuses_a_reference_to_a_row_that_does_not_exist(
     }
     before = everything()
 
-    with pytest.raises(IntegrityError, match=f"{missing} does not exist"), transaction.atomic():
+    with pytest.raises(IntegrityError, match=f"{missing} does not exist"), transaction.atomic():  # noqa: PT012
+        if bulk:  # as the ledger's batch writer sets it
+            connection.cursor().execute("SELECT set_config('ledger.bulk_checks', 'on', true)")
         connection.cursor().execute(sql, params)
 
     assert everything() == before  # the whole statement, its good rows too, is refused
@@ -101,6 +104,27 @@ def test_references_to_rows_of_the_same_statement_are_accepted(books: dict[str, 
     assert Transfer.objects.get(pk=post.id).pending_id == held.id
     assert Entry.objects.filter(transfer_id__in=[held.id, post.id]).count() == 4
     assert SealQueue.objects.filter(transfer_id__in=[held.id, post.id]).count() == 2
+
+
+def bulk_checks() -> str | None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current_setting('ledger.bulk_checks', true)")
+        setting: str | None = cursor.fetchone()[0]
+        return setting
+
+
+def test_a_large_batch_has_its_references_checked_per_statement(
+    books: dict[str, Account],
+) -> None:
+    small = [single(books, "wallet", "payable", 1) for _ in range(BULK_CHECKS - 1)]
+    large = [single(books, "wallet", "payable", 1) for _ in range(BULK_CHECKS)]
+
+    assert create_transfers(small, now=T0) == [Result.OK] * len(small)
+    assert bulk_checks() in (None, "")  # row by row
+    assert create_transfers(large, now=T0) == [Result.OK] * len(large)
+    assert bulk_checks() == "on"  # for the rest of the transaction
+
+    assert totals(books["payable"]) == (0, 0, 0, 2 * BULK_CHECKS - 1)
 
 
 @pytest.mark.parametrize(
