@@ -201,7 +201,9 @@ def assert_no_trace_and_a_retry_clears(
     assert matching.clear_round(market=market, now=NOW).round.volume_units == 4  # the retry
 
 
-@pytest.mark.parametrize("where", ["_plans", "_order_events", "UPDATE_FILLED_ORDERS_SQL"])
+@pytest.mark.parametrize(
+    "where", ["_plans", "_order_events", "UPDATE_FILLED_ORDERS_SQL", "ledger._WRITE_SQL"]
+)
 def test_a_failure_while_statements_sent_ahead_run_leaves_no_trace(
     where: str,
     market: Market,
@@ -226,6 +228,10 @@ def test_a_failure_while_statements_sent_ahead_run_leaves_no_trace(
         )
         monkeypatch.setattr(matching, where, failing)
         expected: tuple[type[Exception], str] = (DataError, "division by zero")
+    elif where == "ledger._WRITE_SQL":  # the ledger's write, sent in pipeline mode, fails
+        failing = ledger._WRITE_SQL.replace("credits_posted = v.cpo", "credits_posted = v.cpo / 0")
+        monkeypatch.setattr(ledger, "_WRITE_SQL", failing)
+        expected = (DataError, "division by zero")
     else:
         monkeypatch.setattr(matching, where, crash)
         expected = (RuntimeError, "worker lost")
