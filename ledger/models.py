@@ -141,7 +141,8 @@ class Transfer(AppendOnly):
     kind = models.CharField(max_length=8, choices=Kind.choices)
     # Not indexed: an account's movements are read through its entries (ledger_entry_account),
     # and accounts are never deleted, so nothing looks transfers up by account.
-    # The ledger's references are checked once per statement, not per row (migration 0008).
+    # References are checked by triggers, not foreign keys: per row, or per statement for a large
+    # batch (migrations 0008, 0010).
     debit_account = models.ForeignKey(
         Account, on_delete=models.PROTECT, related_name="+", db_index=False, db_constraint=False
     )
@@ -201,7 +202,7 @@ class Entry(AppendOnly):
     """One side of a transfer on one account: signed changes to the account's four totals."""
 
     id = models.BigAutoField(primary_key=True)
-    # References checked once per statement (migration 0008). Entries are read by account
+    # References checked by triggers (migrations 0008, 0010). Entries are read by account
     # (ledger_entry_account) or all together (verification): no index by transfer, whose random
     # ids made every entry an insert at a random place of it (migration 0009).
     transfer = models.ForeignKey(
@@ -236,7 +237,7 @@ class SealQueue(models.Model):
     takes rows in order and deletes them (this table, alone in the ledger, is a work queue)."""
 
     id = models.BigAutoField(primary_key=True)
-    transfer = models.OneToOneField(  # checked once per statement (migration 0008)
+    transfer = models.OneToOneField(  # checked by triggers (migrations 0008, 0010)
         Transfer, on_delete=models.PROTECT, related_name="+", db_constraint=False
     )
 

@@ -441,16 +441,14 @@ class _Batch:
         self.resolved = resolved
 
 
-_STORED_SQL = (
-    "SELECT id, kind, debit_account_id, credit_account_id, amount, currency, pending_id, "
-    "timeout, expires_at, linked, code, metadata FROM ledger_transfer"
+_STORED_COLUMNS = (
+    "id, kind, debit_account_id, credit_account_id, amount, currency, pending_id, timeout, "
+    "expires_at, linked, code"
 )
+_STORED_SQL = f"SELECT {_STORED_COLUMNS}, metadata FROM ledger_transfer"  # noqa: S608 - constant
 # A pending transfer is read for its accounts, amount and expiry: its metadata is never compared
 # (a batch of 50,000 posts would parse 50,000 JSON documents for nothing).
-_PENDINGS_SQL = (
-    "SELECT id, kind, debit_account_id, credit_account_id, amount, currency, pending_id, "
-    "timeout, expires_at, linked, code, NULL FROM ledger_transfer"
-)
+_PENDINGS_SQL = f"SELECT {_STORED_COLUMNS}, NULL FROM ledger_transfer"  # noqa: S608 - constant
 
 
 def _rows(sql: str, values: Sequence[Any]) -> list[tuple[Any, ...]]:

@@ -371,8 +371,8 @@ def _write(
         # The server's share of the rest runs while Python checks the ledger's moves and makes
         # the events. First the ledger's reads and locks (nothing is queued before them), then
         # the filled orders' rewrite while the moves are checked, then their write, then the
-        # leases' foreign keys (seven each), checked now rather than at the commit (all of them
-        # are deferrable, initially deferred) while the events are made.
+        # leases' foreign keys (five checks each), checked now rather than at the commit (all
+        # of them deferrable, initially deferred) while the events are made.
         batch = ledger.open_batch(transfers, now=now)
         send(UPDATE_FILLED_ORDERS_SQL, _filled_orders(plans, reasons, number=number))
         _refuse(rnd, transfers, batch.write())
