@@ -11,7 +11,7 @@ from typing import Any
 import psycopg
 import pytest
 import time_machine
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.db import DataError, connections
 
 from ledger import services as ledger
@@ -370,10 +370,22 @@ def test_the_command_clears_a_round(
     list_offer(seller, market, pool, available_from=NOW - HOUR)
     place(funded_buyer, market)
 
-    call_command("clear_round", "--market", "cny", "--number", str(int(NOW.timestamp()) // 60))
+    call_command("clear_round", "--market", "cny", "--now", NOW.isoformat())
 
     assert "4 units traded" in capsys.readouterr().out
-    assert Lease.objects.get().status == LeaseStatus.SCHEDULED
+    lease = Lease.objects.get()
+    assert lease.status == LeaseStatus.SCHEDULED
+    assert ClearingRound.objects.get().number == int(NOW.timestamp()) // 60  # the slot of --now
+
+
+@pytest.mark.parametrize("value", ["2026-11-23T12:00:00", "yesterday"])
+def test_the_command_refuses_a_now_without_an_offset_or_not_iso(
+    market: Market, value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(CommandError, match="--now"):
+        call_command("clear_round", "--market", "cny", "--now", value)
+
+    assert not ClearingRound.objects.exists()
 
 
 def test_an_all_or_none_order_that_cannot_be_filled_gets_nothing(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import datetime as dt
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -17,12 +19,21 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--market", required=True, help="market slug, e.g. cny")
         parser.add_argument("--number", type=int, help="slot number (default: the current slot)")
+        parser.add_argument(
+            "--now",
+            type=_instant,
+            help="the moment the round acts at, ISO 8601 with an offset, e.g. "
+            "2026-11-23T12:00:00+00:00 (default: the clock): orders and offers expire, and the "
+            "default slot is chosen, as of then",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         market = Market.objects.filter(slug=options["market"]).first()
         if market is None:
             raise CommandError(f"no market {options['market']!r}")
-        outcome = services.clear_round(market=market, now=timezone.now(), number=options["number"])
+        outcome = services.clear_round(
+            market=market, now=options["now"] or timezone.now(), number=options["number"]
+        )
         rnd = outcome.round
         state = "cleared" if outcome.created else "already cleared"
         self.stdout.write(
@@ -33,3 +44,14 @@ class Command(BaseCommand):
         )
         if not rnd.certificate_ok:
             raise CommandError("; ".join(rnd.certificate.get("violations", [])[:5]))
+
+
+def _instant(text: str) -> dt.datetime:
+    """An aware datetime from ISO 8601; a time without an offset is refused, not guessed."""
+    try:
+        value = dt.datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from exc
+    if value.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} has no UTC offset (add +00:00 or Z)")
+    return value
