@@ -105,43 +105,75 @@ def record(events: Sequence[Event], *, now: dt.datetime, not_before: dt.datetime
     return result
 
 
+@dataclass(frozen=True)
+class Window:
+    """What to count for one subject: its ``units`` (the most a minute can count) in
+    ``[start, end)``."""
+
+    subject: str
+    units: int
+    start: dt.datetime
+    end: dt.datetime
+
+
+# The one definition of delivered time, for one window or thousands (one statement either way).
+# For each window: the distinct minutes inside it that a heartbeat attests (its ``time`` plus whole
+# minutes, up to its span), each counted once at min(units, the most units reported for it);
+# a window with no such minute is 0. The per-minute value is worked out inside the lateral
+# subquery, so a window without heartbeats joins one row of NULL, which ``sum`` skips: outside it,
+# ``least(NULL, units)`` would be ``units`` in PostgreSQL (it ignores NULLs) — a phantom minute.
+# A heartbeat without ``units_up`` counts 0 (the API refuses one; this is the last line).
 DELIVERED_SQL = """
-SELECT coalesce(sum(least(up, %(units)s)), 0) * 60 FROM (
-    SELECT date_trunc('minute', e.time + k * interval '1 minute') AS minute,
-        max((e.data->>'units_up')::int) AS up
+SELECT w.n, coalesce(sum(m.up), 0) * 60
+FROM unnest(%s::text[], %s::int[], %s::timestamptz[], %s::timestamptz[])
+    WITH ORDINALITY AS w(subject, units, start, stop, n)
+LEFT JOIN LATERAL (
+    SELECT least(max(greatest(coalesce((e.data->>'units_up')::int, 0), 0)), w.units) AS up
     FROM ledger_usageevent e
     CROSS JOIN LATERAL generate_series(
-        0, least(coalesce((e.data->>'minutes')::int, 1), 60) - 1
+        0, least(greatest(coalesce((e.data->>'minutes')::int, 1), 1), %s) - 1
     ) AS k
-    WHERE e.subject = %(subject)s AND e.type = %(type)s AND e.id <= %(through)s
-      AND e.time >= %(start)s - interval '59 minutes' AND e.time < %(end)s
-      AND e.time + k * interval '1 minute' >= %(start)s
-      AND e.time + k * interval '1 minute' < %(end)s
-    GROUP BY 1
-) AS minutes
+    WHERE e.subject = w.subject AND e.type = %s AND e.id <= %s
+      AND e.time >= w.start - %s * interval '1 minute' AND e.time < w.stop
+      AND e.time + k * interval '1 minute' >= w.start
+      AND e.time + k * interval '1 minute' < w.stop
+    GROUP BY date_trunc('minute', e.time + k * interval '1 minute')
+) AS m ON true
+GROUP BY w.n
 """
+
+
+def delivered_many(windows: Sequence[Window], *, through_id: int) -> list[int]:
+    """Unit-seconds delivered in each window (in order) by the heartbeats with id ≤
+    ``through_id``: a minute counts when the moment a heartbeat attests for it (its ``time`` plus
+    whole minutes) falls inside the window, once, at the most units any heartbeat reported for it,
+    capped at the window's units. One statement; uses the (subject, type, id) index."""
+    if not windows:
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute(
+            DELIVERED_SQL,
+            [
+                [w.subject for w in windows],
+                [w.units for w in windows],
+                [w.start for w in windows],
+                [w.end for w in windows],
+                MAX_HEARTBEAT_MINUTES,
+                HEARTBEAT,
+                through_id,
+                MAX_HEARTBEAT_MINUTES - 1,
+            ],
+        )
+        by_position = {int(n): int(seconds) for n, seconds in cursor.fetchall()}
+    return [by_position[i] for i in range(1, len(windows) + 1)]
 
 
 def delivered_unit_seconds(
     subject: str, *, units: int, start: dt.datetime, end: dt.datetime, through_id: int
 ) -> int:
-    """Unit-seconds delivered to ``subject`` in ``[start, end)`` by the heartbeats with id ≤
-    ``through_id``: a minute counts when the moment a heartbeat attests for it (its ``time`` plus
-    whole minutes) falls inside the window. Uses the (subject, type, id) index."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            DELIVERED_SQL,
-            {
-                "units": units,
-                "subject": subject,
-                "type": HEARTBEAT,
-                "through": through_id,
-                "start": start,
-                "end": end,
-            },
-        )
-        row = cursor.fetchone()
-    return int(row[0]) if row else 0
+    """``delivered_many`` for one window."""
+    [seconds] = delivered_many([Window(subject, units, start, end)], through_id=through_id)
+    return seconds
 
 
 def last_event_id() -> int:

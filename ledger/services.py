@@ -86,7 +86,14 @@ class NewTransfer:
 
 # --------------------------------------------------------------------------- accounts
 
-DEFAULT_FLAGS = {Purpose.WALLET: AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS}
+# Accounts that hold a party's money may not go below zero: a wallet cannot spend what it does
+# not have, and an order's hold or a lease's escrow cannot pay out more than was put in (a defect
+# that tried would be refused, ``insufficient_funds``, instead of leaving a silent negative).
+DEFAULT_FLAGS = {
+    Purpose.WALLET: AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS,
+    Purpose.ORDER_HOLD: AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS,
+    Purpose.LEASE_ESCROW: AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS,
+}
 
 
 def open_account(
@@ -99,7 +106,8 @@ def open_account(
     flags: int | None = None,
 ) -> Account:
     """The account for (owner, purpose, reference, currency), created on first use (idempotent;
-    the UNIQUE constraint settles a race). Wallets may not be overdrawn unless flags say otherwise.
+    the UNIQUE constraint settles a race). Wallets, order holds and lease escrows may not be
+    overdrawn unless flags say otherwise (``DEFAULT_FLAGS``).
     """
     exponent(currency)  # raises MoneyError for an unsupported currency
     if purpose not in Purpose.values:

@@ -1,5 +1,6 @@
 """Verification of the ledger in the database: the hash chain and checkpoints (through the same
-pure code an offline verifier uses), conservation per currency, and cached balances = entries."""
+pure code an offline verifier uses), conservation per currency, cached balances = entries, and
+flagged accounts within their flags."""
 
 from __future__ import annotations
 
@@ -63,6 +64,24 @@ def verify(*, public_key: bytes | None = None) -> canonical.VerifyReport:
         )
         for (account_id,) in cursor.fetchall():
             report.fail(f"account {account_id}: cached totals differ from its entries")
+        # Flagged accounts stay within their flags. The cached totals were just checked against
+        # the entries, so reading them is reading the entries (and takes one pass over accounts).
+        cursor.execute(
+            "SELECT id, owner, purpose, reference, currency, "
+            "credits_posted - debits_posted - debits_pending, "
+            "debits_posted - credits_posted - credits_pending, flags & 1 = 1 "
+            "FROM ledger_account WHERE (flags & 1 = 1 "
+            "AND debits_pending + debits_posted > credits_posted) OR (flags & 2 = 2 "
+            "AND credits_pending + credits_posted > debits_posted) ORDER BY id"
+        )
+        for pk, owner, purpose, reference, currency, net, reverse, debit_flag in cursor:
+            name = f"{owner} {purpose}{' ' + reference if reference else ''} {currency}"
+            if debit_flag and net < 0:
+                report.fail(f"account {pk} ({name}) may not go below zero but stands at {net}")
+            else:
+                report.fail(
+                    f"account {pk} ({name}) may not go into credit but stands at {-reverse}"
+                )
         # Each transfer moves exactly its amount: one debit-side and one credit-side entry.
         cursor.execute(
             "SELECT s.seq FROM ledger_transfer t LEFT JOIN ledger_seal s ON s.transfer_id = t.id "

@@ -55,7 +55,7 @@ from marketplace.models import (
     User,
 )
 from marketplace.services import hash_secret
-from marketplace.services.leases import subject as lease_subject
+from marketplace.services.leases import window as lease_window
 from marketplace.services.market import OrderRequest
 
 _API_KEY = re.compile(r"^sx_([0-9a-f]{12})_([A-Za-z0-9_-]{20,100})$")
@@ -614,7 +614,7 @@ def lease_summaries(leases: Sequence[Lease], *, now: dt.datetime) -> dict[int, L
     an estimate of what was delivered since the last settlement, and when the next one is due.
 
     A lease settled for good reads what its final settlement counted; a running one asks metering
-    for the heartbeats so far (one query each; the settlements' sums take one query for all).
+    for the heartbeats so far (one statement for all of them, another for the settlements' sums).
     Heartbeats count whole minutes, so availability is capped at 1 within a minute."""
     sums = {
         row["lease_id"]: row
@@ -632,8 +632,23 @@ def lease_summaries(leases: Sequence[Lease], *, now: dt.datetime) -> dict[int, L
             finals=Count("pk", filter=Q(final=True)),
         )
     }
-    through: int | None = None
     interval = dt.timedelta(seconds=settings.SETTLEMENT_INTERVAL_SECONDS)
+    running = [
+        lease
+        for lease in leases
+        if not sums.get(lease.pk, {}).get("finals")
+        and (lease.closed_at or min(now, lease.ends_at)) > lease.starts_at
+    ]
+    counted = dict(
+        zip(
+            [lease.pk for lease in running],
+            metering.delivered_many(
+                [lease_window(lease, now=now) for lease in running],
+                through_id=metering.last_event_id() if running else 0,
+            ),
+            strict=True,
+        )
+    )
     out = {}
     for lease in leases:
         done = sums.get(lease.pk, {})
@@ -641,18 +656,7 @@ def lease_summaries(leases: Sequence[Lease], *, now: dt.datetime) -> dict[int, L
         end = lease.closed_at or min(now, lease.ends_at)
         elapsed = max(0, int((end - lease.starts_at).total_seconds()))
         final = bool(done.get("finals"))
-        if final or elapsed == 0:
-            delivered = settled
-        else:
-            if through is None:
-                through = metering.last_event_id()
-            delivered = metering.delivered_unit_seconds(
-                lease_subject(lease),
-                units=lease.units,
-                start=lease.starts_at,
-                end=end,
-                through_id=through,
-            )
+        delivered = counted.get(lease.pk, settled)
         charged = done.get("charged") or 0
         estimate = 0
         if not final and delivered > settled:

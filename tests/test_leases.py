@@ -7,6 +7,7 @@ import datetime as dt
 from decimal import Decimal
 
 import pytest
+from django.db import connection
 from django.db.models import Sum
 
 from ledger import metering
@@ -103,6 +104,67 @@ def test_delivery_pays_the_provider_exactly_and_the_buyer_gets_the_rest(
     report = verify()
     assert report.ok, report.problems
     assert leases.end_lease(lease=lease, how="completed", actor="x", now=NOW + 2 * HOUR) == ended
+
+
+def test_a_lease_without_heartbeats_pays_nobody_and_the_buyer_gets_everything_back(
+    lease: Lease, buyer_org: Organization, provider_org: Organization
+) -> None:
+    # given a lease whose provider's agent never reports, and a settlement pass an hour in
+    buyer, provider = f"org:{buyer_org.public_id}", f"org:{provider_org.public_id}"
+    assert balance(buyer, "order_hold") == 323_200  # cost and buyer fee, held at clearing
+    assert leases.settle_due(now=NOW + HOUR) == 0  # nothing delivered: nothing to settle
+
+    # when the buyer ends it early
+    leases.end_lease(lease=lease, how="cancelled", actor="user:buyer", now=NOW + HOUR)
+
+    # then nobody is paid for a minute, the buyer gets all of it back, the hold is empty
+    [final] = Settlement.objects.filter(lease=lease)
+    assert (final.delivered_unit_seconds, final.charge, final.buyer_fee, final.platform_fee) == (
+        0,
+        0,
+        0,
+        0,
+    )
+    assert (final.refund, final.sla_credit, final.adjustment) == (323_200, 0, 0)
+    assert balance(buyer, "wallet") == 1_000_000
+    assert balance(buyer, "order_hold") == 0
+    assert balance(provider, "provider_payable") == 0
+    assert balance("platform", "platform_fee_revenue") == 0
+    seal(now=NOW + 2 * HOUR)
+    report = verify()
+    assert report.ok, report.problems
+
+
+def test_a_final_count_below_what_was_paid_is_made_good_by_the_platform(
+    lease: Lease, buyer_org: Organization, provider_org: Organization
+) -> None:
+    # given a settlement that paid for 30 minutes (as the phantom-minute defect once did) that the
+    # final count of the heartbeats will not find
+    heartbeats(lease, range(30))
+    first = leases.settle(lease=lease, now=NOW + HOUR)
+    assert first is not None and (first.charge, first.buyer_fee) == (16_000, 160)
+    with connection.cursor() as cursor:  # a superuser going behind the triggers' back
+        cursor.execute("SET LOCAL session_replication_role = replica")
+        cursor.execute("DELETE FROM ledger_usageevent")
+        cursor.execute("SET LOCAL session_replication_role = origin")
+
+    # when the lease ends
+    leases.end_lease(lease=lease, how="cancelled", actor="user:buyer", now=NOW + HOUR)
+
+    # then nothing is taken back from the provider, the platform makes the buyer whole, and no
+    # SLA credit is paid on charges the buyer got back
+    final = Settlement.objects.get(lease=lease, final=True)
+    assert (final.charge, final.buyer_fee, final.delivered_unit_seconds) == (0, 0, 30 * 60 * 4)
+    assert (final.refund, final.adjustment, final.sla_credit) == (
+        323_200 - 16_000 - 160,
+        16_000 + 160,
+        0,
+    )
+    buyer, provider = f"org:{buyer_org.public_id}", f"org:{provider_org.public_id}"
+    assert balance(buyer, "wallet") == 1_000_000
+    assert balance(buyer, "order_hold") == 0
+    assert balance(provider, "provider_payable") == 16_000 - 480
+    assert balance("platform", "adjustment") == -(1_000_000 + 16_000 + 160)  # funding, then this
 
 
 def test_a_replayed_batch_is_counted_once(lease: Lease) -> None:

@@ -389,6 +389,53 @@ def test_open_account_is_idempotent_and_wallets_are_protected(db: None) -> None:
         open_account(owner="org:x", purpose="wallet", currency="XXX", now=T0)
 
 
+@pytest.mark.parametrize("purpose", ["order_hold", "lease_escrow"])
+def test_an_order_hold_or_lease_escrow_may_not_go_below_zero(
+    books: dict[str, Account], purpose: str
+) -> None:
+    held = open_account(owner="org:buyer", purpose=purpose, currency="CNY", now=T0, reference="x")
+    assert held.flags == 1  # debits must not exceed credits, like a wallet
+    books = {**books, "held": held}
+    assert create_transfers([single(books, "wallet", "held", 500)], now=T0) == [Result.OK]
+    before = state()
+
+    lone = create_transfers([single(books, "held", "payable", 501)], now=T0)  # one round trip
+    batch = create_transfers(  # the batch path: a good transfer, then one too many
+        [single(books, "held", "payable", 300), single(books, "held", "wallet", 201)], now=T0
+    )
+    pending = create_transfers([single(books, "held", "payable", 501, kind=Kind.PENDING)], now=T0)
+
+    assert lone == [Result.INSUFFICIENT_FUNDS]
+    assert batch == [Result.OK, Result.INSUFFICIENT_FUNDS]
+    assert pending == [Result.INSUFFICIENT_FUNDS]
+    _, transfers, entries = state()
+    assert (transfers, entries) == (before[1] + 1, before[2] + 2)  # only the 300 moved
+    assert totals(held) == (0, 300, 0, 500)
+    assert queries.balance(held.pk).posted == 200
+
+
+def test_verify_ledger_names_a_flagged_account_beyond_its_flag(books: dict[str, Account]) -> None:
+    create_transfers([single(books, "wallet", "payable", 70)], now=T0)
+    seal(now=T0)
+    payable = books["payable"]
+    assert verify().ok
+
+    with connection.cursor() as cursor:  # a superuser flags an account that stands in credit
+        cursor.execute(
+            "ALTER TABLE ledger_account DROP CONSTRAINT ledger_account_credits_within_debits"
+        )
+        cursor.execute("UPDATE ledger_account SET flags = 2 WHERE id = %s", [payable.pk])
+
+    report = verify()
+
+    assert report.problems == [
+        f"account {payable.pk} (org:provider provider_payable CNY) may not go into credit "
+        "but stands at 70"
+    ]
+    with pytest.raises(CommandError, match="FAILED"):
+        call_command("verify_ledger")
+
+
 # --------------------------------------------------------------------------- holds lifecycle
 
 
@@ -964,4 +1011,4 @@ def test_opening_an_account_is_one_statement_whether_new_or_not(
     assert len(sent) == 2
     assert again.pk == created.pk
     assert Account.objects.filter(owner="org:y").count() == 1
-    assert (created.flags, created.created_at, totals(created)) == (0, T0, (0, 0, 0, 0))
+    assert (created.flags, created.created_at, totals(created)) == (1, T0, (0, 0, 0, 0))

@@ -211,6 +211,11 @@ class Settlement(AppendOnly):
     platform_fee = models.BigIntegerField()  # minor units, out of the charge
     sla_credit = models.BigIntegerField(default=0)  # minor units, back to the buyer (final only)
     refund = models.BigIntegerField(default=0)  # minor units, the rest of the hold (final only)
+    # Minor units the platform pays the buyer (final only) when the lease's charges exceed what
+    # the final count of its heartbeats is worth: what the provider was paid stays paid, and the
+    # buyer is made whole from the platform's adjustment account. Zero unless an earlier
+    # settlement over-counted (the phantom-minute defect, fixed); kept so that one shows.
+    adjustment = models.BigIntegerField(default=0)
     availability = models.DecimalField(max_digits=7, decimal_places=6, null=True)
     final = models.BooleanField(default=False)
 
@@ -219,6 +224,20 @@ class Settlement(AppendOnly):
             models.UniqueConstraint(fields=["lease", "number"], name="settlement_unique"),
             models.UniqueConstraint(
                 fields=["lease"], condition=Q(final=True), name="settlement_one_final"
+            ),
+            # What is paid stays paid: a settlement only ever moves money forwards; a correction
+            # is a positive ``adjustment``, never a negative charge.
+            models.CheckConstraint(
+                condition=Q(
+                    delivered_unit_seconds__gte=0,
+                    charge__gte=0,
+                    buyer_fee__gte=0,
+                    platform_fee__gte=0,
+                    sla_credit__gte=0,
+                    refund__gte=0,
+                    adjustment__gte=0,
+                ),
+                name="settlement_amounts_non_negative",
             ),
         ]
 

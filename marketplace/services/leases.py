@@ -13,7 +13,13 @@ Money. At clearing, a lease's cost and buyer fee were posted into its order's ho
 - a provider's reclaim (allowed only with ``LEASE_RECLAIM_NOTICE_HOURS`` of notice) adds a
   penalty of ``LEASE_RECLAIM_PENALTY_BPS`` of the undelivered value, from the provider's payable
   to the buyer;
-- a buyer who ends a lease early pays for what was delivered until then, nothing more.
+- a buyer who ends a lease early pays for what was delivered until then, nothing more;
+- no settlement moves money backwards (every amount is ≥ 0, checked by the database): what was
+  paid stays paid. Should a final count of the heartbeats come out below what earlier settlements
+  paid for, the final settlement's ``adjustment`` pays the buyer that value (charge and buyer fee)
+  from the platform's adjustment account; the provider keeps what it was paid. The order's hold
+  account may not go below zero (a ledger flag), so a defect that would overdraw it is refused.
+Delivered time has one definition, ``ledger.metering.delivered_many``, for one lease or a batch.
 Transfer ids derive from ``(lease, settlement number, leg)``: re-running a settlement that posted
 moves nothing, and a settlement with nothing new to count writes nothing.
 """
@@ -58,6 +64,13 @@ ENDED = {
 
 def subject(lease: Lease) -> str:
     return f"lease:{lease.public_id}"
+
+
+def window(lease: Lease, *, now: dt.datetime) -> metering.Window:
+    """What metering counts for ``lease`` as of ``now``: its units from its start until it
+    closed, or until now (never past its end)."""
+    end = lease.closed_at or min(now, lease.ends_at)
+    return metering.Window(subject(lease), lease.units, lease.starts_at, max(end, lease.starts_at))
 
 
 def _event(lease: Lease, kind: str, *, actor: str, now: dt.datetime, reason: str = "") -> None:
@@ -228,6 +241,7 @@ def _account_keys(lease: Lease) -> dict[str, ledger.AccountKey]:
             f"org:{lease.provider.public_id}", Purpose.PROVIDER_PAYABLE, currency
         ),
         "revenue": ledger.AccountKey(PLATFORM, Purpose.PLATFORM_FEE_REVENUE, currency),
+        "adjustment": ledger.AccountKey(PLATFORM, Purpose.ADJUSTMENT, currency),
     }
 
 
@@ -264,8 +278,11 @@ def _next(
     charged = sum(s.charge for s in done)
     fees_charged = sum(s.buyer_fee for s in done)
     closed_at = lease.closed_at
-    new = delivered - before
-    if new <= 0 and closed_at is None:
+    # Delivered time only grows (events are never removed, windows only lengthen); if a count
+    # ever comes out lower than what was already settled, nothing is taken back here: the new
+    # settlement counts nothing new and the final one makes the buyer whole (``adjustment``).
+    new = max(delivered - before, 0)
+    if new == 0 and closed_at is None:
         return None
     currency = lease.market.currency
     full_seconds = lease.units * lease.duration_hours * 3600
@@ -275,7 +292,7 @@ def _next(
         lease.buyer_fee - fees_charged,
     )
     platform_fee = _part(charge, lease.market.fee_bps / BP, currency)
-    sla_credit = refund = 0
+    sla_credit = refund = adjustment = 0
     availability: Decimal | None = None
     if closed_at is not None:
         expected = lease.units * int((closed_at - lease.starts_at).total_seconds())
@@ -284,12 +301,20 @@ def _next(
             if expected
             else Decimal(1)
         )
+        # Time settled earlier that the final count lacks: the buyer gets its value back from
+        # the platform, and it counts as undelivered (never as charged) from here on.
+        over = max(before - delivered, 0)
+        overcharged = cost(lease.price * over / Decimal(3600), 1, currency) if over else 0
+        if over:
+            adjustment = overcharged + _part(
+                lease.buyer_fee, Decimal(over) / full_seconds, currency
+            )
         share = _sla_credit_share(
             lease.market.sla_target, lease.market.sla_credit_schedule, availability
         )
-        sla_credit = _part(charged + charge, share, currency)
+        sla_credit = _part(charged + charge - overcharged, share, currency)
         if lease.status == LeaseStatus.RECLAIMED:
-            undelivered = lease.cost - charged - charge
+            undelivered = lease.cost - charged - charge + overcharged
             sla_credit += _part(undelivered, settings.LEASE_RECLAIM_PENALTY_BPS / BP, currency)
         refund = (lease.cost + lease.buyer_fee) - (charged + charge) - (fees_charged + buyer_fee)
     return Settlement(
@@ -303,6 +328,7 @@ def _next(
         platform_fee=platform_fee,
         sla_credit=sla_credit,
         refund=refund,
+        adjustment=adjustment,
         availability=availability,
         final=closed_at is not None,
     )
@@ -314,10 +340,7 @@ def settle(*, lease: Lease, now: dt.datetime) -> Settlement | None:
     with transaction.atomic():
         lease = _locked(lease)
         through = metering.last_event_id()
-        end = lease.closed_at or min(now, lease.ends_at)
-        delivered = metering.delivered_unit_seconds(
-            subject(lease), units=lease.units, start=lease.starts_at, end=end, through_id=through
-        )
+        [delivered] = metering.delivered_many([window(lease, now=now)], through_id=through)
         done = list(lease.settlements.order_by("number"))
         settlement = _next(lease, done, delivered=delivered, through=through, now=now)
         if settlement is not None:
@@ -358,6 +381,7 @@ def _pay(settled: list[tuple[Lease, Settlement]], *, now: dt.datetime) -> None:
             ("fees", "hold", "revenue", s.platform_fee + s.buyer_fee),
             ("sla_credit", "payable", "wallet", s.sla_credit),
             ("refund", "hold", "wallet", s.refund),
+            ("adjustment", "adjustment", "wallet", s.adjustment),
         ]
         transfers += [
             ledger.NewTransfer(
@@ -378,26 +402,6 @@ def _pay(settled: list[tuple[Lease, Settlement]], *, now: dt.datetime) -> None:
     ]
     if refused:
         raise RuntimeError(f"settlement refused by the ledger: {refused[:5]}")
-
-
-DELIVERED_MANY_SQL = """
-SELECT l.subject, coalesce(sum(least(m.up, l.units)), 0) * 60
-FROM unnest(%s::text[], %s::int[], %s::timestamptz[], %s::timestamptz[])
-    AS l(subject, units, start, stop)
-LEFT JOIN LATERAL (
-    SELECT max((e.data->>'units_up')::int) AS up
-    FROM ledger_usageevent e
-    CROSS JOIN LATERAL generate_series(
-        0, least(coalesce((e.data->>'minutes')::int, 1), 60) - 1
-    ) AS k
-    WHERE e.subject = l.subject AND e.type = %s AND e.id <= %s
-      AND e.time >= l.start - interval '59 minutes' AND e.time < l.stop
-      AND e.time + k * interval '1 minute' >= l.start
-      AND e.time + k * interval '1 minute' < l.stop
-    GROUP BY date_trunc('minute', e.time + k * interval '1 minute')
-) AS m ON true
-GROUP BY l.subject
-"""
 
 
 def settle_due(*, now: dt.datetime, batch: int = 2000) -> int:
@@ -451,20 +455,7 @@ def _settle_locked(leases: list[Lease], *, now: dt.datetime) -> int:
 
 
 def _delivered(leases: list[Lease], *, now: dt.datetime, through: int) -> dict[str, int]:
-    from django.db import connection
-
-    if not leases:
-        return {}
-    with connection.cursor() as cursor:
-        cursor.execute(
-            DELIVERED_MANY_SQL,
-            [
-                [subject(lease) for lease in leases],
-                [lease.units for lease in leases],
-                [lease.starts_at for lease in leases],
-                [lease.closed_at or min(now, lease.ends_at) for lease in leases],
-                metering.HEARTBEAT,
-                through,
-            ],
-        )
-        return {row[0]: int(row[1]) for row in cursor.fetchall()}
+    """Delivered unit-seconds of each lease so far (by subject), in one statement."""
+    windows = [window(lease, now=now) for lease in leases]
+    counted = metering.delivered_many(windows, through_id=through)
+    return {w.subject: seconds for w, seconds in zip(windows, counted, strict=True)}

@@ -1,5 +1,6 @@
 """Verify the ledger: hash chain, checkpoints (Merkle roots, links, signatures), Σ = 0 per
-currency, cached balances = entries. Exits non-zero naming the first bad sequence number."""
+currency, cached balances = entries, no flagged account beyond its flag (named). Exits non-zero
+naming the first bad sequence number."""
 
 from __future__ import annotations
 
