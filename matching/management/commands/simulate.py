@@ -13,7 +13,6 @@ from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from tqdm import tqdm
 
 from matching.simulation import baselines, report, scenario
 from matching.simulation import run as simulation
@@ -77,6 +76,8 @@ def run_simulation(
 ) -> dict[str, Any]:
     """The whole comparison as one report (no timings in it: the same seed gives the same
     report)."""
+    from tqdm import tqdm  # the `simulation` extra: not in a production install
+
     started = time.monotonic()
     world = scenario.generate(
         seed=seed, providers=providers, buyers=buyers, rounds=rounds, demand=demand
