@@ -90,7 +90,11 @@ class DeviceList(GenericAPIView[DeviceModel]):
     queryset = DeviceModel.objects.filter(active=True).order_by("vendor", "name")
     pagination_class = None
 
-    @extend_schema(operation_id="devices_list", description="The hardware catalog with SCU.")
+    @extend_schema(
+        operation_id="devices_list",
+        description="The hardware catalog with SCU.",
+        responses=s.DeviceOut(many=True),
+    )
     def get(self, request: Request) -> Response:
         return Response(s.DeviceOut(self.get_queryset(), many=True).data)
 
@@ -101,7 +105,11 @@ class MarketList(GenericAPIView[Market]):
     queryset = Market.objects.order_by("slug")
     pagination_class = None
 
-    @extend_schema(operation_id="markets_list", description="Markets and their rules.")
+    @extend_schema(
+        operation_id="markets_list",
+        description="Markets and their rules.",
+        responses=s.MarketOut(many=True),
+    )
     def get(self, request: Request) -> Response:
         return Response(s.MarketOut(self.get_queryset(), many=True).data)
 
