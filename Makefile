@@ -25,7 +25,7 @@ $(NODE_STAMP): package.json
 install: $(STAMP) $(NODE_STAMP)
 
 run: $(STAMP) $(NODE_STAMP)
-	$(PY) -m marketplace.devstack run
+	$(PY) -m marketplace.dev.devstack run
 
 test: $(STAMP) $(NODE_STAMP)
 	$(PY) -m pytest $(ARGS)
@@ -44,4 +44,4 @@ messages: $(STAMP)
 	$(PY) manage.py compilemessages --ignore '.venv/*' --ignore 'node_modules/*'
 
 clean-var:
-	$(PY) -m marketplace.devstack reset
+	$(PY) -m marketplace.dev.devstack reset

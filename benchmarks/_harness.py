@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 def django_stack() -> Iterator[None]:
     """The servers in a fresh temporary directory, removed afterwards; or in ``BENCH_DATA_DIR``,
     kept (for working on one benchmark: what it built stays, see ``_matching_round.py``)."""
-    from marketplace.devstack import embedded_servers
+    from marketplace.dev.devstack import embedded_servers
 
     kept = os.environ.get("BENCH_DATA_DIR")
     data_dir = Path(kept) if kept else Path(tempfile.mkdtemp(prefix="suanli-bench-"))
@@ -59,7 +59,7 @@ def serve() -> Iterator[int]:
     import subprocess
     import time
 
-    from marketplace.devstack import free_port
+    from marketplace.dev.devstack import free_port
 
     port = free_port()
     env = {**os.environ, "DEBUG": "false", "LOG_LEVEL": "WARNING"}

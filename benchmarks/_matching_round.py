@@ -51,6 +51,7 @@ ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 def build(seed: int = 7) -> dict[str, float]:
     from ledger import services as ledger
     from ledger.models import Kind, Purpose
+    from marketplace.core.owners import ledger_owner
     from marketplace.models import (
         DeviceModel,
         Market,
@@ -60,7 +61,6 @@ def build(seed: int = 7) -> dict[str, float]:
         Pool,
         Site,
     )
-    from marketplace.services.market import ledger_owner
 
     rng = random.Random(seed)
     timings: dict[str, float] = {}

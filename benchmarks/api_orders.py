@@ -35,7 +35,7 @@ def setup() -> list[str]:
     from django.utils import timezone
 
     from ledger import services as ledger
-    from marketplace import services
+    from marketplace.accounts import services
     from marketplace.models import KybStatus, Organization, User
 
     call_command("loaddata", "catalog", "markets", verbosity=0)

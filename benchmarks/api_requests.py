@@ -19,7 +19,7 @@ def main() -> None:
     with django_stack():
         from rest_framework.test import APIClient
 
-        from marketplace import services
+        from marketplace.accounts import services
         from marketplace.models import KybStatus, Organization, User
 
         owner = User.objects.create_user("bench@example.com", "bench-password-123")

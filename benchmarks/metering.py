@@ -40,12 +40,12 @@ HTTP_MINUTES = 3 if QUICK else 10  # minutes of heartbeats per lease posted over
 
 def agent_key() -> tuple[str, str]:
     """A provider-agent key of the benchmark's provider: (bearer secret, signing key)."""
-    from marketplace import services
+    from marketplace.accounts import services as accounts_services
     from marketplace.models import ApiKey, Organization, User
 
     provider = Organization.objects.get(legal_name="Provider")
     user = User.objects.create_user("agent@bench.test", "bench-password-123")
-    api_key, secret = services.create_api_key(
+    api_key, secret = accounts_services.create_api_key(
         organization=provider, created_by=user, name="bench agent", scopes=["provider-agent"]
     )
     return secret, ApiKey.objects.get(pk=api_key.pk).secret_hash
@@ -118,8 +118,8 @@ def main() -> None:
 
         from ledger import metering
         from ledger.models import Entry
+        from marketplace.leases import services as leases_services
         from marketplace.models import Lease, Market, Settlement
-        from marketplace.services import leases
         from matching import services as matching
 
         book.build()
@@ -150,7 +150,7 @@ def main() -> None:
         recorded = time.perf_counter() - started
 
         started = time.perf_counter()
-        settled = leases.settle_due(now=book.NOW + dt.timedelta(minutes=MINUTES))
+        settled = leases_services.settle_due(now=book.NOW + dt.timedelta(minutes=MINUTES))
         settling = time.perf_counter() - started
 
         figures = http_phase([(str(lease.public_id), lease.units) for lease in all_leases])

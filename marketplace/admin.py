@@ -11,7 +11,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from marketplace import services
+from marketplace.accounts import services
 from marketplace.models import (
     ApiKey,
     DeviceModel,

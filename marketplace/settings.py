@@ -12,8 +12,8 @@ import django_stubs_ext
 from celery.schedules import crontab
 from django.utils.translation import gettext_lazy as _
 
-from marketplace.env import Env, database_from_url, derived_key, read_env_file
-from marketplace.logs import configure_structlog, structured_formatter
+from marketplace.core.env import Env, database_from_url, derived_key, read_env_file
+from marketplace.core.logs import configure_structlog, structured_formatter
 
 django_stubs_ext.monkeypatch()  # lets runtime code write admin.ModelAdmin[Model] like the stubs
 
@@ -56,7 +56,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    "marketplace.middleware.RequestIdMiddleware",
+    "marketplace.core.middleware.RequestIdMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -65,7 +65,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
-    "marketplace.middleware.DomainErrorMiddleware",
+    "marketplace.core.middleware.DomainErrorMiddleware",
 ]
 
 ROOT_URLCONF = "marketplace.urls"
@@ -83,7 +83,7 @@ TEMPLATES = [
                 "django.template.context_processors.i18n",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "marketplace.context_processors.navigation",
+                "marketplace.portal.context_processors.navigation",
             ],
         },
     },
@@ -230,16 +230,16 @@ SPECTACULAR_SETTINGS = {
     "SCHEMA_PATH_PREFIX": r"/api/v1",
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
-        "marketplace.api.examples.add_examples",
+        "marketplace.api.schema.add_examples",
     ],
     "ENUM_NAME_OVERRIDES": {
-        "OrderStatusEnum": "marketplace.models.market.OrderStatus",
-        "OfferStatusEnum": "marketplace.models.market.OfferStatus",
-        "QuantityKindEnum": "marketplace.models.market.QuantityKind",
+        "OrderStatusEnum": "marketplace.models.trading.OrderStatus",
+        "OfferStatusEnum": "marketplace.models.trading.OfferStatus",
+        "QuantityKindEnum": "marketplace.models.trading.QuantityKind",
         "KybStatusEnum": "marketplace.models.accounts.KybStatus",
-        "LeaseRoleEnum": "marketplace.queries.LeaseRole",
+        "LeaseRoleEnum": "marketplace.leases.queries.LeaseRole",
         "RoleEnum": "marketplace.models.accounts.Role",
-        "LeaseStatusEnum": "marketplace.models.clearing.LeaseStatus",
+        "LeaseStatusEnum": "marketplace.models.leases.LeaseStatus",
     },
 }
 IDEMPOTENCY_KEY_TTL_HOURS = env.integer("IDEMPOTENCY_KEY_TTL_HOURS", 48)

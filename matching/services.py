@@ -59,13 +59,9 @@ from marketplace.models import (
     QuantityKind,
     RoundClass,
 )
-from marketplace.services.market import (
-    BP,
-    HOLD_GRACE,
-    apply_requested_cancels,
-    market_lock_id,
-)
-from marketplace.services.notifications import notify
+from marketplace.notifications.services import notify
+from marketplace.trading.orders import HOLD_GRACE, apply_requested_cancels
+from marketplace.trading.rules import BP, market_lock_id
 from matching import engine, snapshot
 
 NAMESPACE = uuid.UUID("6f1d8a52-93c4-4e0b-8d7e-1b2c3d4e5f60")

@@ -23,7 +23,7 @@ from django.db.models import F, Func, OuterRef, QuerySet, TextField
 from django.db.models.functions import Cast
 
 from ledger.db import raw_cursor
-from marketplace.compat import Demand, Location, Supply, exclusion
+from marketplace.core.owners import ledger_owner
 from marketplace.models import (
     OPEN_ORDER_STATUSES,
     DeviceModel,
@@ -33,10 +33,9 @@ from marketplace.models import (
     Organization,
     QuantityKind,
 )
-from marketplace.models.market import Fill as FillPolicy
-from marketplace.models.market import Placement
-from marketplace.queries import supply_of
-from marketplace.services.market import ledger_owner
+from marketplace.models.trading import FillPolicy, Placement
+from marketplace.trading.eligibility import Demand, Location, Supply, exclusion
+from marketplace.trading.queries import supply_of
 from matching.engine import SCU_SCALE, Ask, Bid, Book, Class
 
 HOUR = dt.timedelta(hours=1)

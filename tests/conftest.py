@@ -12,7 +12,7 @@ from django.test import Client
 from django.utils import timezone, translation
 from rest_framework.test import APIClient
 
-from marketplace import services
+from marketplace.accounts import services
 from marketplace.models import ApiKey, KybStatus, Membership, Organization, Role, SiteRole, User
 
 PASSWORD = "a-long-test-password-9"

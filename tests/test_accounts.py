@@ -11,8 +11,8 @@ from django.core import mail
 from django.test import Client
 from django.urls import reverse
 
-from marketplace.access import principal_for_member
-from marketplace.errors import Forbidden
+from marketplace.core.access import principal_for_member
+from marketplace.core.errors import Forbidden
 from marketplace.models import Invitation, KybStatus, Membership, Organization, Role, User
 from tests.conftest import PASSWORD, make_user
 
@@ -229,7 +229,7 @@ def test_operator_approves_kyb_in_the_admin_and_only_then_the_org_may_trade(
     operator: User, logged_in: Callable[[User], Client]
 ) -> None:
     owner = make_user("founder@example.com")
-    from marketplace import services
+    from marketplace.accounts import services
 
     organization = services.create_organization(
         user=owner,

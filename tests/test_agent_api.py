@@ -26,10 +26,12 @@ from django.test import Client
 from rest_framework.test import APIClient
 
 from ledger.models import Transfer, UsageEvent
-from marketplace.access import Principal, principal_for_key
-from marketplace.env import derived_key
-from marketplace.errors import Conflict, Forbidden, NotFound
-from marketplace.management.commands.run_provider_agent import urllib_transport
+from marketplace.client.agent import urllib_transport
+from marketplace.core.access import Principal, principal_for_key
+from marketplace.core.env import derived_key
+from marketplace.core.errors import Conflict, Forbidden, NotFound
+from marketplace.leases import agent
+from marketplace.leases import services as leases_services
 from marketplace.models import (
     ApiKey,
     Lease,
@@ -40,7 +42,6 @@ from marketplace.models import (
     Settlement,
     User,
 )
-from marketplace.services import agent, leases
 from tests.conftest import bearer, error_of, make_org, make_user
 from tests.test_leases import lease
 from tests.test_market import HOUR, NOW, acting, funded_buyer, h100, market, pool, seller, site
@@ -93,7 +94,7 @@ def heartbeat(
         "id": f"hb-{n if n is not None else at.isoformat()}",
         "source": "agent/qingyang-1",
         "type": "com.suanli.heartbeat",
-        "subject": leases.subject(lease),
+        "subject": leases_services.subject(lease),
         "time": at.isoformat(),
         "data": {"units_up": units},
     }
@@ -368,11 +369,11 @@ def test_a_signed_batch_is_accepted_and_counted_once_when_replayed(
         f"org:{provider_org.public_id}/agent/qingyang-1"
     }
 
-    settled = leases.settle(lease=lease, now=NOW + HOUR)
+    settled = leases_services.settle(lease=lease, now=NOW + HOUR)
 
     assert settled is not None
     assert (settled.delivered_unit_seconds, settled.charge) == (30 * 60 * 4, 16_000)
-    assert leases.settle(lease=lease, now=NOW + HOUR) is None
+    assert leases_services.settle(lease=lease, now=NOW + HOUR) is None
 
 
 @pytest.mark.parametrize("case", ["missing", "wrong key", "tampered body", "malformed"])
@@ -427,14 +428,14 @@ def test_a_late_event_inside_grace_is_an_adjustment_in_the_next_settlement(
 ) -> None:
     with time_machine.travel(NOW + HOUR, tick=False):
         post_events(agent_api, agent_key[1], half_hour(lease)[:15])  # minutes 0–14
-    first = leases.settle(lease=lease, now=NOW + HOUR)
+    first = leases_services.settle(lease=lease, now=NOW + HOUR)
     # The open period starts at that settlement; grace reaches back one hour, to NOW.
     late = [heartbeat(lease, NOW + m * MINUTE + dt.timedelta(seconds=9), n=m) for m in (15, 16)]
     too_late = heartbeat(lease, NOW - MINUTE, n=-1)
 
     with time_machine.travel(NOW + HOUR + MINUTE, tick=False):
         response = post_events(agent_api, agent_key[1], [*late, too_late])
-    second = leases.settle(lease=lease, now=NOW + HOUR + MINUTE)
+    second = leases_services.settle(lease=lease, now=NOW + HOUR + MINUTE)
 
     assert [o["outcome"] for o in response.json()["outcomes"]] == [
         "accepted",
@@ -523,7 +524,7 @@ def test_one_heartbeat_can_attest_the_hour(
 
     with time_machine.travel(NOW + HOUR, tick=False):
         response = post_events(agent_api, agent_key[1], [hour, tail])
-    settlement = leases.settle(lease=lease, now=NOW + HOUR)
+    settlement = leases_services.settle(lease=lease, now=NOW + HOUR)
 
     assert response.json()["accepted"] == 2
     assert settlement is not None
@@ -590,8 +591,8 @@ def test_the_reference_agent_provisions_and_reports_in_one_cycle(
     assert Lease.objects.get().status == LeaseStatus.ACTIVE
     assert set(agent.access_details_for(acting(buyer), lease)) == {"ssh", "password", "notes"}
     assert sorted(UsageEvent.objects.values_list("type", "subject", "data")) == [
-        ("com.suanli.heartbeat", leases.subject(lease), {"units_up": 4}),
-        ("com.suanli.usage", leases.subject(lease), {"devices": 32, "units": 4}),
+        ("com.suanli.heartbeat", leases_services.subject(lease), {"units_up": 4}),
+        ("com.suanli.usage", leases_services.subject(lease), {"devices": 32, "units": 4}),
     ]
 
 
@@ -709,7 +710,7 @@ def test_end_to_end_the_agent_reports_and_settlement_pays_exactly(
     hour = [heartbeat(lease, NOW + m * MINUTE + dt.timedelta(seconds=7), n=m) for m in range(60)]
     with time_machine.travel(NOW + HOUR, tick=False):
         assert post_events(agent_api, agent_key[1], hour).json()["accepted"] == 60
-    leases.end_lease(lease=lease, how="completed", actor="system:test", now=NOW + HOUR)
+    leases_services.end_lease(lease=lease, how="completed", actor="system:test", now=NOW + HOUR)
 
     def balance(owner: str, purpose: str) -> int:
         totals = Account.objects.filter(owner=owner, purpose=purpose).aggregate(

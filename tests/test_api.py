@@ -14,8 +14,9 @@ from django.test import Client
 from django.urls import reverse
 from rest_framework.test import APIClient
 
-from marketplace import services
+from marketplace.accounts import services
 from marketplace.api.idempotency import _lock_id
+from marketplace.core.owners import ledger_owner
 from marketplace.models import ApiKey, IdempotencyRecord, Invitation, Organization, Role, User
 from tests.conftest import bearer, error_of
 
@@ -84,7 +85,7 @@ def test_the_key_lookup_loads_what_the_orm_loads(
     """``queries.api_key_for`` builds the key and its organization from one plain statement;
     every field equals the ORM's value, of the same type (a field needing a database
     converter would differ here)."""
-    from marketplace.queries import api_key_for as lookup
+    from marketplace.accounts.queries import api_key_for as lookup
 
     api_key, secret = api_key_for(buyer_org, "read", "trade")
     ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now, revoked_at=now)  # no NULLs
@@ -292,7 +293,7 @@ def test_same_key_while_the_first_is_in_flight_is_409(
     params = connection.get_connection_params()
     other = psycopg.connect(**{k: v for k, v in params.items() if k != "cursor_factory"})
     try:
-        other.execute("SELECT pg_advisory_lock(%s)", [_lock_id(f"org:{buyer_org.pk}", "busy")])
+        other.execute("SELECT pg_advisory_lock(%s)", [_lock_id(ledger_owner(buyer_org), "busy")])
 
         response = _create_key(owner_client, "busy")
     finally:
@@ -312,7 +313,7 @@ def test_the_key_is_locked_and_its_record_read_in_one_round_trip(
     from tests.test_ledger import round_trips
 
     assert _create_key(owner_client, "seen").status_code == 201
-    scope = f"org:{buyer_org.pk}"
+    scope = ledger_owner(buyer_org)
 
     with transaction.atomic(), round_trips() as sent:
         fresh = _lock_and_look_up(scope, "new")

@@ -31,7 +31,8 @@ from django.test import Client
 from jsonschema import Draft4Validator, FormatChecker  # type: ignore[import-untyped]
 from jsonschema.exceptions import best_match  # type: ignore[import-untyped]
 
-from marketplace.api.examples import EXAMPLES, FILLED_ORDER, ORDER, ORDER_IN
+from marketplace.api.schema import all_examples, examples_by_domain
+from marketplace.trading.examples import FILLED_ORDER, ORDER, ORDER_IN
 
 Json = dict[str, Any]
 
@@ -248,7 +249,19 @@ def test_examples_match_the_schema(operation_id: str) -> None:
 
 def test_every_example_belongs_to_an_operation() -> None:
     """An example keyed by an operationId the schema no longer has would be silently dropped."""
-    assert set(EXAMPLES) <= set(operations()), set(EXAMPLES) - set(operations())
+    examples = all_examples()
+    assert set(examples) <= set(operations()), set(examples) - set(operations())
+
+
+def test_no_operation_has_examples_in_two_domains() -> None:
+    """Merging the domains' examples would silently keep only one of two for an operation."""
+    domains: dict[str, list[str]] = {}
+    for domain, examples in examples_by_domain().items():
+        for operation_id in examples:
+            domains.setdefault(operation_id, []).append(domain)
+
+    assert {op: found for op, found in domains.items() if len(found) > 1} == {}
+    assert len(domains) >= len(operations())  # every domain's examples were seen
 
 
 def test_all_examples_are_validated() -> None:

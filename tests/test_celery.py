@@ -13,8 +13,8 @@ import pytest
 from django.conf import settings
 from django.core.cache import cache
 
-from marketplace import health
 from marketplace.celery import app
+from marketplace.core import health
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -16,8 +16,7 @@ from django.db import DataError, connections
 
 from ledger import services as ledger
 from ledger.models import Account, Transfer
-from marketplace import queries, services
-from marketplace.access import Principal
+from marketplace.core.access import Principal
 from marketplace.models import (
     ClearingRound,
     Lease,
@@ -33,6 +32,8 @@ from marketplace.models import (
     Pool,
     RoundClass,
 )
+from marketplace.trading import orders as trading_orders
+from marketplace.trading import queries, rules, supply
 from matching import services as matching
 from matching import tasks
 from tests.test_market import (  # the market's own fixtures: one provider, one funded buyer
@@ -63,13 +64,13 @@ def place(principal: Principal, market: Market, **changes: Any) -> Order:
         "latest_start": NOW + 2 * HOUR,
     }
     values.update(changes)
-    return services.place_order(
+    return trading_orders.place_order(
         principal=principal, request=order_request(market, **values), now=NOW
     )
 
 
 def list_offer(seller: Principal, market: Market, pool: Pool, **changes: Any) -> Offer:
-    return services.create_offer(
+    return supply.create_offer(
         principal=seller, request=offer_request(market, pool, **changes), now=NOW
     )
 
@@ -255,8 +256,8 @@ def test_a_cancel_during_a_round_takes_effect_after_it(
         **{k: v for k, v in params.items() if k != "cursor_factory"}
     )
     try:
-        round_in_progress.execute("SELECT pg_advisory_lock(%s)", [services.market_lock_id(market)])
-        pending = services.cancel_order(principal=funded_buyer, order=order, now=NOW)
+        round_in_progress.execute("SELECT pg_advisory_lock(%s)", [rules.market_lock_id(market)])
+        pending = trading_orders.cancel_order(principal=funded_buyer, order=order, now=NOW)
     finally:
         round_in_progress.close()
     assert pending.status == OrderStatus.OPEN

@@ -12,8 +12,7 @@ import pytest
 from django.db import connection, connections
 from pytest_django import DjangoDbBlocker
 
-from marketplace import services
-from marketplace.access import Principal
+from marketplace.core.access import Principal
 from marketplace.models import (
     ClearingRound,
     Lease,
@@ -25,6 +24,7 @@ from marketplace.models import (
     Organization,
     Pool,
 )
+from marketplace.trading import orders, supply
 from matching import engine
 from matching import services as matching
 from tests.test_clearing import list_offer, place
@@ -100,7 +100,7 @@ def test_an_offer_withdrawn_during_a_round_waits_for_it(
     clearing, cleared = run_in_thread(lambda: matching.clear_round(market=market, now=NOW))
     assert inside.wait(20)
     withdrawing, withdrawn = run_in_thread(
-        lambda: services.change_offer(principal=seller, offer=offer, action="withdraw", now=NOW)
+        lambda: supply.change_offer(principal=seller, offer=offer, action="withdraw", now=NOW)
     )
     withdrawing.join(1.0)
     blocked = withdrawing.is_alive()  # the round holds the offer's row
@@ -132,7 +132,7 @@ def test_an_order_cancelled_during_a_round_is_cancelled_right_after(
     clearing, _ = run_in_thread(lambda: matching.clear_round(market=market, now=NOW))
     assert inside.wait(20)
     cancelling, cancelled = run_in_thread(
-        lambda: services.cancel_order(principal=buyer_principal, order=filled, now=NOW)
+        lambda: orders.cancel_order(principal=buyer_principal, order=filled, now=NOW)
     )
     cancelling.join(5.0)
     blocked = cancelling.is_alive()

@@ -18,8 +18,8 @@ import psutil
 import psycopg
 import pytest
 
-from marketplace.devstack import _forget_dead_handles, _kill_stale, free_port
-from marketplace.env import database_from_url, read_env_file
+from marketplace.core.env import database_from_url, read_env_file
+from marketplace.dev.devstack import _forget_dead_handles, _kill_stale, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 

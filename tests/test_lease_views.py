@@ -15,7 +15,8 @@ from django.urls import reverse
 from rest_framework.test import APIClient
 
 from ledger.models import Transfer
-from marketplace import queries
+from marketplace.leases import services as leases_services
+from marketplace.leases import statements
 from marketplace.models import (
     ApiKey,
     Lease,
@@ -25,7 +26,6 @@ from marketplace.models import (
     Settlement,
     User,
 )
-from marketplace.services import leases
 from tests.conftest import bearer, error_of, make_org, make_user
 from tests.test_leases import MINUTE, balance, heartbeats, lease
 from tests.test_market import HOUR, NOW, funded_buyer, h100, market, pool, seller, site
@@ -84,7 +84,7 @@ def state(lease: Lease) -> tuple[Any, ...]:
 def settled_then_running(lease: Lease) -> None:
     """An hour of full delivery settled at NOW + 1 h, then 30 more minutes not yet settled."""
     heartbeats(lease, range(60))
-    leases.settle(lease=lease, now=NOW + HOUR)
+    leases_services.settle(lease=lease, now=NOW + HOUR)
     heartbeats(lease, range(60, 90), source="agent-2")
 
 
@@ -365,9 +365,11 @@ def month_of_settlements(lease: Lease) -> Lease:
     """Settled at NOW + 1 h (4 unit-hours), then 15 more minutes delivered and the buyer ends
     it at NOW + 90 min: availability 18,000 ÷ 21,600 < 99.5%, so 10% of the charges back."""
     heartbeats(lease, range(60))
-    leases.settle(lease=lease, now=NOW + HOUR)
+    leases_services.settle(lease=lease, now=NOW + HOUR)
     heartbeats(lease, range(60, 75), source="agent-2")
-    leases.end_lease(lease=lease, how="cancelled", actor="user:buyer", now=NOW + 90 * MINUTE)
+    leases_services.end_lease(
+        lease=lease, how="cancelled", actor="user:buyer", now=NOW + 90 * MINUTE
+    )
     return lease
 
 
@@ -490,11 +492,11 @@ def test_statements_are_per_organization(
 
 
 def test_month_bounds() -> None:
-    assert queries.month_bounds("2026-12") == (
+    assert statements.month_bounds("2026-12") == (
         dt.datetime(2026, 12, 1, tzinfo=dt.UTC),
         dt.datetime(2027, 1, 1, tzinfo=dt.UTC),
     )
-    assert [queries.month_bounds(m) for m in ("2026-00", "2026-13", "26-01", "9999-12")] == [
+    assert [statements.month_bounds(m) for m in ("2026-00", "2026-13", "26-01", "9999-12")] == [
         None,
         None,
         None,

@@ -14,10 +14,10 @@ from ledger import metering
 from ledger.models import Account, Entry, Transfer
 from ledger.services import seal
 from ledger.verify import verify
-from marketplace.access import Principal
-from marketplace.errors import Forbidden
+from marketplace.core.access import Principal
+from marketplace.core.errors import Forbidden
+from marketplace.leases import services as leases_services
 from marketplace.models import Lease, LeaseStatus, Market, Organization, Pool, Settlement
-from marketplace.services import leases
 from matching import services as matching
 from tests.test_clearing import list_offer, place
 from tests.test_market import HOUR, NOW, funded_buyer, h100, market, pool, seller, site
@@ -45,7 +45,7 @@ def heartbeats(
             source=source,
             event_id=f"hb-{m}",
             type=metering.HEARTBEAT,
-            subject=leases.subject(lease),
+            subject=leases_services.subject(lease),
             time=NOW + m * MINUTE + dt.timedelta(seconds=7),
             data={"units_up": units},
         )
@@ -65,10 +65,10 @@ def test_delivery_pays_the_provider_exactly_and_the_buyer_gets_the_rest(
     lease: Lease, buyer_org: Organization, provider_org: Organization
 ) -> None:
     assert set(heartbeats(lease, range(60))) == {metering.Outcome.ACCEPTED}  # one hour, 4 units
-    leases.acknowledge(lease=lease, actor="key:agent", now=NOW)
-    leases.mark_ready(lease=lease, actor="key:agent", now=NOW)
+    leases_services.acknowledge(lease=lease, actor="key:agent", now=NOW)
+    leases_services.mark_ready(lease=lease, actor="key:agent", now=NOW)
 
-    first = leases.settle(lease=lease, now=NOW + HOUR)
+    first = leases_services.settle(lease=lease, now=NOW + HOUR)
 
     # 4 unit-hours at 80.00 = 32,000; 3% platform fee 960; buyer fee share 3,200 × 4/40 = 320.
     assert first is not None
@@ -78,10 +78,14 @@ def test_delivery_pays_the_provider_exactly_and_the_buyer_gets_the_rest(
         960,
         320,
     )
-    assert leases.settle(lease=lease, now=NOW + HOUR) is None  # nothing new: nothing posted
+    assert (
+        leases_services.settle(lease=lease, now=NOW + HOUR) is None
+    )  # nothing new: nothing posted
     transfers = Transfer.objects.count()
 
-    ended = leases.end_lease(lease=lease, how="cancelled", actor="user:buyer", now=NOW + HOUR)
+    ended = leases_services.end_lease(
+        lease=lease, how="cancelled", actor="user:buyer", now=NOW + HOUR
+    )
 
     final = Settlement.objects.get(lease=lease, final=True)
     assert (ended.status, ended.close_reason, ended.closed_at) == (
@@ -103,7 +107,10 @@ def test_delivery_pays_the_provider_exactly_and_the_buyer_gets_the_rest(
     seal(now=NOW + 2 * HOUR)
     report = verify()
     assert report.ok, report.problems
-    assert leases.end_lease(lease=lease, how="completed", actor="x", now=NOW + 2 * HOUR) == ended
+    assert (
+        leases_services.end_lease(lease=lease, how="completed", actor="x", now=NOW + 2 * HOUR)
+        == ended
+    )
 
 
 def test_a_lease_without_heartbeats_pays_nobody_and_the_buyer_gets_everything_back(
@@ -112,10 +119,10 @@ def test_a_lease_without_heartbeats_pays_nobody_and_the_buyer_gets_everything_ba
     # given a lease whose provider's agent never reports, and a settlement pass an hour in
     buyer, provider = f"org:{buyer_org.public_id}", f"org:{provider_org.public_id}"
     assert balance(buyer, "order_hold") == 323_200  # cost and buyer fee, held at clearing
-    assert leases.settle_due(now=NOW + HOUR) == 0  # nothing delivered: nothing to settle
+    assert leases_services.settle_due(now=NOW + HOUR) == 0  # nothing delivered: nothing to settle
 
     # when the buyer ends it early
-    leases.end_lease(lease=lease, how="cancelled", actor="user:buyer", now=NOW + HOUR)
+    leases_services.end_lease(lease=lease, how="cancelled", actor="user:buyer", now=NOW + HOUR)
 
     # then nobody is paid for a minute, the buyer gets all of it back, the hold is empty
     [final] = Settlement.objects.filter(lease=lease)
@@ -141,7 +148,7 @@ def test_a_final_count_below_what_was_paid_is_made_good_by_the_platform(
     # given a settlement that paid for 30 minutes (as the phantom-minute defect once did) that the
     # final count of the heartbeats will not find
     heartbeats(lease, range(30))
-    first = leases.settle(lease=lease, now=NOW + HOUR)
+    first = leases_services.settle(lease=lease, now=NOW + HOUR)
     assert first is not None and (first.charge, first.buyer_fee) == (16_000, 160)
     with connection.cursor() as cursor:  # a superuser going behind the triggers' back
         cursor.execute("SET LOCAL session_replication_role = replica")
@@ -149,7 +156,7 @@ def test_a_final_count_below_what_was_paid_is_made_good_by_the_platform(
         cursor.execute("SET LOCAL session_replication_role = origin")
 
     # when the lease ends
-    leases.end_lease(lease=lease, how="cancelled", actor="user:buyer", now=NOW + HOUR)
+    leases_services.end_lease(lease=lease, how="cancelled", actor="user:buyer", now=NOW + HOUR)
 
     # then nothing is taken back from the provider, the platform makes the buyer whole, and no
     # SLA credit is paid on charges the buyer got back
@@ -169,22 +176,22 @@ def test_a_final_count_below_what_was_paid_is_made_good_by_the_platform(
 
 def test_a_replayed_batch_is_counted_once(lease: Lease) -> None:
     heartbeats(lease, range(30))
-    leases.settle(lease=lease, now=NOW + HOUR)
+    leases_services.settle(lease=lease, now=NOW + HOUR)
     transfers = Transfer.objects.count()
 
     replay = heartbeats(lease, range(30))
 
     assert set(replay) == {metering.Outcome.DUPLICATE}
-    assert leases.settle(lease=lease, now=NOW + HOUR) is None
+    assert leases_services.settle(lease=lease, now=NOW + HOUR) is None
     assert Transfer.objects.count() == transfers
 
 
 def test_a_late_heartbeat_is_an_adjustment_in_the_next_settlement(lease: Lease) -> None:
     heartbeats(lease, range(0, 30))
-    first = leases.settle(lease=lease, now=NOW + HOUR)
+    first = leases_services.settle(lease=lease, now=NOW + HOUR)
 
     heartbeats(lease, range(30, 45), source="agent-2")  # arrived late, inside grace
-    second = leases.settle(lease=lease, now=NOW + HOUR)
+    second = leases_services.settle(lease=lease, now=NOW + HOUR)
 
     assert first is not None and second is not None
     assert (first.charge, second.charge) == (16_000, 8_000)  # 2 unit-hours, then 1
@@ -196,7 +203,7 @@ def test_missed_availability_is_credited_to_the_buyer(
 ) -> None:
     heartbeats(lease, range(30))  # 30 of 60 minutes
 
-    leases.end_lease(lease=lease, how="failed", actor="key:agent", now=NOW + HOUR)
+    leases_services.end_lease(lease=lease, how="failed", actor="key:agent", now=NOW + HOUR)
 
     final = Settlement.objects.get(lease=lease, final=True)
     # Half the hour delivered: 2 unit-hours = 16,000; availability 0.5 < 99.5% → 10% back.
@@ -210,7 +217,9 @@ def test_a_reclaim_needs_notice(lease: Lease) -> None:
     before = (Lease.objects.get().reclaim_at, lease.events.count())
 
     with pytest.raises(Forbidden) as refused:
-        leases.give_reclaim_notice(lease=lease, actor="key:provider", at=NOW + 30 * MINUTE, now=NOW)
+        leases_services.give_reclaim_notice(
+            lease=lease, actor="key:provider", at=NOW + 30 * MINUTE, now=NOW
+        )
 
     assert refused.value.code == "reclaim_notice_too_short"
     assert (Lease.objects.get().reclaim_at, lease.events.count()) == before
@@ -220,9 +229,13 @@ def test_a_reclaim_with_notice_refunds_and_pays_a_penalty(
     lease: Lease, buyer_org: Organization
 ) -> None:
     heartbeats(lease, range(150))  # two full hours, and half an hour past the reclaim
-    leases.give_reclaim_notice(lease=lease, actor="key:provider", at=NOW + 2 * HOUR, now=NOW)
+    leases_services.give_reclaim_notice(
+        lease=lease, actor="key:provider", at=NOW + 2 * HOUR, now=NOW
+    )
 
-    assert leases.end_due_leases(now=NOW + 2 * HOUR + 30 * MINUTE) == 1  # the beat comes late
+    assert (
+        leases_services.end_due_leases(now=NOW + 2 * HOUR + 30 * MINUTE) == 1
+    )  # the beat comes late
 
     final = Settlement.objects.get(lease=lease, final=True)
     charged = 64_000  # 8 unit-hours
@@ -238,7 +251,7 @@ def test_a_reclaim_with_notice_refunds_and_pays_a_penalty(
 def test_leases_complete_at_their_end_time(lease: Lease) -> None:
     heartbeats(lease, range(600))  # the whole 10 hours
 
-    assert leases.end_due_leases(now=NOW + 10 * HOUR) == 1
+    assert leases_services.end_due_leases(now=NOW + 10 * HOUR) == 1
 
     final = Settlement.objects.get(lease=lease, final=True)
     done = Lease.objects.get()
@@ -271,8 +284,8 @@ def test_events_too_far_ahead_or_too_late_are_refused() -> None:
 def test_the_periodic_settlement_settles_each_live_lease_once(lease: Lease) -> None:
     heartbeats(lease, range(60))
 
-    assert leases.settle_due(now=NOW + HOUR) == 1
-    assert leases.settle_due(now=NOW + HOUR) == 0  # a re-run finds nothing new
+    assert leases_services.settle_due(now=NOW + HOUR) == 1
+    assert leases_services.settle_due(now=NOW + HOUR) == 0  # a re-run finds nothing new
 
     settlement = Settlement.objects.get()
     assert (settlement.delivered_unit_seconds, settlement.charge, settlement.final) == (
@@ -292,7 +305,7 @@ def span(lease: Lease, at: dt.datetime, minutes: int, *, units: int = 4) -> mete
         source="agent-1",
         event_id=f"span-{at:%H%M%S}-{minutes}-{units}",
         type=metering.HEARTBEAT,
-        subject=leases.subject(lease),
+        subject=leases_services.subject(lease),
         time=at,
         data={"units_up": units, "minutes": minutes},
     )
@@ -304,9 +317,15 @@ def delivered(lease: Lease, *, end: dt.datetime) -> tuple[int, int]:
     """The single-lease query (``settle``) and the batched one (``settle_due``), side by side."""
     through = metering.last_event_id()
     single = metering.delivered_unit_seconds(
-        leases.subject(lease), units=lease.units, start=lease.starts_at, end=end, through_id=through
+        leases_services.subject(lease),
+        units=lease.units,
+        start=lease.starts_at,
+        end=end,
+        through_id=through,
     )
-    batched = leases._delivered([lease], now=end, through=through)[leases.subject(lease)]
+    batched = leases_services._delivered([lease], now=end, through=through)[
+        leases_services.subject(lease)
+    ]
     return single, batched
 
 
@@ -315,7 +334,7 @@ def test_a_sixty_minute_heartbeat_counts_the_whole_hour(lease: Lease) -> None:
 
     assert delivered(lease, end=NOW + HOUR) == (3600 * 4, 3600 * 4)
     assert delivered(lease, end=NOW + 30 * MINUTE) == (1800 * 4, 1800 * 4)  # not the future half
-    assert leases.settle_due(now=NOW + HOUR) == 1
+    assert leases_services.settle_due(now=NOW + HOUR) == 1
     settlement = Settlement.objects.get()
     assert (settlement.delivered_unit_seconds, settlement.charge) == (14_400, 32_000)
 
@@ -340,6 +359,8 @@ def test_overlapping_spans_and_single_heartbeats_count_each_minute_once(lease: L
     # 0–4 at 2, 5–19 at 3, 20–29 at 4, 40–41 capped at the lease's 4 units.
     unit_minutes = 5 * 2 + 15 * 3 + 10 * 4 + 2 * 4
     assert delivered(lease, end=NOW + HOUR) == (unit_minutes * 60,) * 2
-    assert leases.settle_due(now=NOW + HOUR) == 1
-    assert leases.settle(lease=lease, now=NOW + HOUR) is None  # both paths agree: nothing new
+    assert leases_services.settle_due(now=NOW + HOUR) == 1
+    assert (
+        leases_services.settle(lease=lease, now=NOW + HOUR) is None
+    )  # both paths agree: nothing new
     assert Settlement.objects.get().delivered_unit_seconds == unit_minutes * 60

@@ -14,7 +14,7 @@ from django.core.management import CommandError, call_command
 from django.test import override_settings
 
 from ledger.models import Account, Transfer
-from marketplace.devstack import demo_market_enabled
+from marketplace.dev.devstack import demo_market_enabled
 from marketplace.models import (
     ApiKey,
     ClearingRound,

@@ -13,10 +13,8 @@ from django.db import connection
 
 from ledger import services as ledger
 from ledger.models import Account, Kind, Transfer
-from marketplace import services
-from marketplace.access import Principal, principal_for_member
-from marketplace.compat import Location, latency_tier
-from marketplace.errors import Conflict, DomainError, Forbidden
+from marketplace.core.access import Principal, principal_for_member
+from marketplace.core.errors import Conflict, DomainError, Forbidden
 from marketplace.models import (
     DeviceModel,
     LatencyTier,
@@ -33,7 +31,10 @@ from marketplace.models import (
     Site,
     User,
 )
-from marketplace.services import OfferRequest, OrderRequest, PoolRequest, SiteRequest
+from marketplace.trading import orders, rules, supply
+from marketplace.trading.eligibility import Location, latency_tier
+from marketplace.trading.orders import OrderRequest
+from marketplace.trading.supply import OfferRequest, PoolRequest, SiteRequest
 
 pytestmark = pytest.mark.django_db
 NOW = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)
@@ -166,7 +167,7 @@ def test_scu_of_a_pool_unit(h100: DeviceModel) -> None:
 def test_placing_an_order_holds_its_maximum_cost_plus_fee(
     market: Market, funded_buyer: Principal, buyer_org: Organization
 ) -> None:
-    order = services.place_order(principal=funded_buyer, request=order_request(market), now=NOW)
+    order = orders.place_order(principal=funded_buyer, request=order_request(market), now=NOW)
 
     # 4 units × 10 h × 12.50 = 500.00 CNY, plus the 1% buyer fee 5.00 = 505.00 CNY
     assert order.hold_amount == 50_500
@@ -189,10 +190,10 @@ def test_an_order_and_its_hold_take_six_round_trips(
     from tests.test_ledger import round_trips
 
     request = order_request(market, device_models=[h100.slug])
-    services.place_order(principal=funded_buyer, request=order_request(market), now=NOW)  # warm
+    orders.place_order(principal=funded_buyer, request=order_request(market), now=NOW)  # warm
 
     with round_trips() as sent:
-        order = services.place_order(principal=funded_buyer, request=request, now=NOW)
+        order = orders.place_order(principal=funded_buyer, request=request, now=NOW)
 
     # the savepoint, the device models, the order, then its device models, event and two
     # accounts' statements together, the hold, and the savepoint's release
@@ -212,7 +213,7 @@ def test_an_scu_order_holds_price_times_scu_hours(market: Market, funded_buyer: 
         duration_hours=3,
     )
 
-    order = services.place_order(principal=funded_buyer, request=request, now=NOW)
+    order = orders.place_order(principal=funded_buyer, request=request, now=NOW)
 
     # 2.5 SCU × 3 h × 3.33 = 24.975 → 2497.5 minor → 2498 (half-even); fee 1% 24.975 → 25
     assert order.hold_amount == 2_498 + 25
@@ -279,7 +280,7 @@ def test_each_order_rule_gives_its_code_and_field_and_changes_nothing(
     before = snapshot()
 
     with pytest.raises(DomainError) as refused:
-        services.place_order(
+        orders.place_order(
             principal=funded_buyer, request=order_request(market, **changes), now=NOW
         )
 
@@ -289,7 +290,7 @@ def test_each_order_rule_gives_its_code_and_field_and_changes_nothing(
 
 def test_insufficient_funds_is_422(market: Market, funded_buyer: Principal) -> None:
     with pytest.raises(DomainError) as refused:
-        services.place_order(
+        orders.place_order(
             principal=funded_buyer,
             request=order_request(market, quantity=Decimal(400), limit_price=Decimal("99.00")),
             now=NOW,
@@ -318,7 +319,7 @@ def test_only_approved_buyers_with_the_trade_scope_place_orders(
     before = snapshot()
 
     with pytest.raises(Forbidden) as refused:
-        services.place_order(principal=principal, request=order_request(market), now=NOW)
+        orders.place_order(principal=principal, request=order_request(market), now=NOW)
 
     expected = {
         "unapproved": "organization_not_approved",
@@ -332,9 +333,9 @@ def test_only_approved_buyers_with_the_trade_scope_place_orders(
 def test_cancel_voids_the_hold(
     market: Market, funded_buyer: Principal, buyer_org: Organization
 ) -> None:
-    order = services.place_order(principal=funded_buyer, request=order_request(market), now=NOW)
+    order = orders.place_order(principal=funded_buyer, request=order_request(market), now=NOW)
 
-    cancelled = services.cancel_order(principal=funded_buyer, order=order, now=NOW + HOUR)
+    cancelled = orders.cancel_order(principal=funded_buyer, order=order, now=NOW + HOUR)
 
     assert cancelled.status == OrderStatus.CANCELLED
     wallet = wallet_of(buyer_org)
@@ -346,14 +347,14 @@ def test_cancel_voids_the_hold(
         "cancelled",
     ]
     with pytest.raises(Conflict) as again:
-        services.cancel_order(principal=funded_buyer, order=order, now=NOW + HOUR)
+        orders.cancel_order(principal=funded_buyer, order=order, now=NOW + HOUR)
     assert again.value.code == "order_not_open"
 
 
 def test_a_cancel_during_a_clearing_round_waits_for_the_round(
     market: Market, funded_buyer: Principal, buyer_org: Organization
 ) -> None:
-    order = services.place_order(principal=funded_buyer, request=order_request(market), now=NOW)
+    order = orders.place_order(principal=funded_buyer, request=order_request(market), now=NOW)
     from django.db import connections
 
     params = connections["default"].get_connection_params()
@@ -361,14 +362,14 @@ def test_a_cancel_during_a_clearing_round_waits_for_the_round(
 
     matcher = psycopg.connect(**{k: v for k, v in params.items() if k != "cursor_factory"})
     try:
-        matcher.execute("SELECT pg_advisory_lock(%s)", [services.market_lock_id(market)])
-        pending = services.cancel_order(principal=funded_buyer, order=order, now=NOW + HOUR)
+        matcher.execute("SELECT pg_advisory_lock(%s)", [rules.market_lock_id(market)])
+        pending = orders.cancel_order(principal=funded_buyer, order=order, now=NOW + HOUR)
     finally:
         matcher.close()
 
     assert (pending.status, pending.cancel_requested_at) == (OrderStatus.OPEN, NOW + HOUR)
     assert wallet_of(buyer_org).debits_pending == 50_500
-    assert services.apply_requested_cancels(market=market, now=NOW + 2 * HOUR) == 1
+    assert orders.apply_requested_cancels(market=market, now=NOW + 2 * HOUR) == 1
     order.refresh_from_db()
     assert order.status == OrderStatus.CANCELLED
     assert wallet_of(buyer_org).debits_pending == 0
@@ -383,13 +384,13 @@ def test_a_cancel_during_a_clearing_round_waits_for_the_round(
 def test_orders_expire_at_their_time_in_force(
     market: Market, funded_buyer: Principal, buyer_org: Organization
 ) -> None:
-    order = services.place_order(
+    order = orders.place_order(
         principal=funded_buyer, request=order_request(market, expires_at=NOW + 2 * HOUR), now=NOW
     )
 
-    early = services.expire_orders(now=NOW + HOUR)
-    due = services.expire_orders(now=NOW + 2 * HOUR)
-    again = services.expire_orders(now=NOW + 3 * HOUR)
+    early = orders.expire_orders(now=NOW + HOUR)
+    due = orders.expire_orders(now=NOW + 2 * HOUR)
+    again = orders.expire_orders(now=NOW + 3 * HOUR)
 
     assert (early, due, again) == (0, 1, 0)
     order.refresh_from_db()
@@ -407,7 +408,7 @@ def seller(provider: User) -> Principal:
 
 @pytest.fixture
 def site(seller: Principal) -> Site:
-    return services.create_site(
+    return supply.create_site(
         principal=seller,
         request=SiteRequest(
             name="Qingyang 1",
@@ -425,7 +426,7 @@ def site(seller: Principal) -> Site:
 
 @pytest.fixture
 def pool(seller: Principal, site: Site, h100: DeviceModel) -> Pool:
-    return services.create_pool(
+    return supply.create_pool(
         principal=seller,
         request=PoolRequest(
             site=site,
@@ -454,7 +455,7 @@ def offer_request(market: Market, pool: Pool, **changes: Any) -> OfferRequest:
 def test_a_provider_lists_a_site_a_pool_and_an_offer(
     market: Market, seller: Principal, pool: Pool
 ) -> None:
-    offer = services.create_offer(principal=seller, request=offer_request(market, pool), now=NOW)
+    offer = supply.create_offer(principal=seller, request=offer_request(market, pool), now=NOW)
 
     assert (offer.status, offer.units, pool.scu_per_unit) == ("active", 6, Decimal("7.9152"))
     assert pool.site.certifications == ["ISO27001", "MLPS-3"]
@@ -464,16 +465,14 @@ def test_a_provider_lists_a_site_a_pool_and_an_offer(
 def test_offers_may_not_exceed_the_pool_in_overlapping_windows(
     market: Market, seller: Principal, pool: Pool
 ) -> None:
-    services.create_offer(principal=seller, request=offer_request(market, pool), now=NOW)
+    supply.create_offer(principal=seller, request=offer_request(market, pool), now=NOW)
     later = offer_request(
         market, pool, available_from=NOW + 48 * HOUR, available_until=NOW + 72 * HOUR, units=10
     )
-    services.create_offer(principal=seller, request=later, now=NOW)  # no overlap: fine
+    supply.create_offer(principal=seller, request=later, now=NOW)  # no overlap: fine
 
     with pytest.raises(Conflict) as refused:
-        services.create_offer(
-            principal=seller, request=offer_request(market, pool, units=5), now=NOW
-        )
+        supply.create_offer(principal=seller, request=offer_request(market, pool, units=5), now=NOW)
 
     assert (refused.value.code, refused.value.field) == ("exceeds_pool_capacity", "units")
     assert Offer.objects.count() == 2
@@ -494,7 +493,7 @@ def test_bad_offers_are_refused(
     market: Market, seller: Principal, pool: Pool, changes: dict[str, Any], code: str
 ) -> None:
     with pytest.raises(DomainError) as refused:
-        services.create_offer(
+        supply.create_offer(
             principal=seller, request=offer_request(market, pool, **changes), now=NOW
         )
 
@@ -503,16 +502,16 @@ def test_bad_offers_are_refused(
 
 
 def test_offer_lifecycle(market: Market, seller: Principal, pool: Pool) -> None:
-    offer = services.create_offer(principal=seller, request=offer_request(market, pool), now=NOW)
+    offer = supply.create_offer(principal=seller, request=offer_request(market, pool), now=NOW)
 
     statuses = [
-        services.change_offer(principal=seller, offer=offer, action=action, now=NOW).status
+        supply.change_offer(principal=seller, offer=offer, action=action, now=NOW).status
         for action in ("pause", "resume", "withdraw")
     ]
 
     assert statuses == ["paused", "active", "withdrawn"]
     with pytest.raises(Conflict):
-        services.change_offer(principal=seller, offer=offer, action="resume", now=NOW)
+        supply.change_offer(principal=seller, offer=offer, action="resume", now=NOW)
     assert list(offer.events.order_by("pk").values_list("kind", flat=True)) == [
         "posted",
         "pause",
@@ -524,10 +523,10 @@ def test_offer_lifecycle(market: Market, seller: Principal, pool: Pool) -> None:
 def test_offers_expire_at_the_end_of_their_window(
     market: Market, seller: Principal, pool: Pool
 ) -> None:
-    offer = services.create_offer(principal=seller, request=offer_request(market, pool), now=NOW)
+    offer = supply.create_offer(principal=seller, request=offer_request(market, pool), now=NOW)
 
-    assert services.expire_offers(now=NOW + 47 * HOUR) == 0
-    assert services.expire_offers(now=NOW + 48 * HOUR) == 1
+    assert supply.expire_offers(now=NOW + 47 * HOUR) == 0
+    assert supply.expire_offers(now=NOW + 48 * HOUR) == 1
     offer.refresh_from_db()
     assert offer.status == OfferStatus.EXPIRED
 
@@ -558,7 +557,7 @@ def test_bad_sites_are_refused(
     values.update(changes)
 
     with pytest.raises(DomainError) as refused:
-        services.create_site(principal=seller, request=SiteRequest(**values))
+        supply.create_site(principal=seller, request=SiteRequest(**values))
 
     assert (refused.value.code, refused.value.field) == (code, field)
     assert Site.objects.count() == 0
@@ -566,7 +565,7 @@ def test_bad_sites_are_refused(
 
 def test_buyers_do_not_list_capacity(buyer: User) -> None:
     with pytest.raises(Forbidden) as refused:
-        services.create_site(
+        supply.create_site(
             principal=acting(buyer),
             request=SiteRequest(
                 name="S",

@@ -364,7 +364,7 @@ def test_the_created_order_reads_the_same_as_its_listing(
 def test_flat_output_renders_as_drf_does(buyer_api: APIClient, market: Market) -> None:
     from rest_framework import serializers
 
-    from marketplace.api.market_serializers import OrderDetailOut, OrderOut
+    from marketplace.trading.serializers import OrderDetailOut, OrderOut
 
     post(buyer_api, "/api/v1/orders", order_body())
     order = Order.objects.get()
@@ -392,7 +392,7 @@ def test_shallow_fields_validate_as_drf_does(changes: dict[str, Any]) -> None:
     errors and data, and one instance's errors never reach the next."""
     from rest_framework import serializers
 
-    from marketplace.api.market_serializers import OrderIn
+    from marketplace.trading.serializers import OrderIn
 
     class DeepOrderIn(OrderIn):
         def get_fields(self) -> dict[str, Any]:

@@ -15,8 +15,7 @@ from django.contrib.staticfiles import finders
 from django.test import Client
 from rest_framework.test import APIClient
 
-from marketplace import queries
-from marketplace.access import Principal
+from marketplace.core.access import Principal
 from marketplace.models import (
     ApiKey,
     ClearingRound,
@@ -27,6 +26,7 @@ from marketplace.models import (
     UnfilledReason,
     User,
 )
+from marketplace.trading import market_data
 from matching import services as matching
 from matching.engine import Reason
 from tests.conftest import bearer, error_of
@@ -336,7 +336,7 @@ def test_depth_counts_an_order_once_per_device_and_leaves_out_what_is_gone(
     one_round_left = place(funded_buyer, market, limit_price=Decimal("70.00"))
     place(funded_buyer, market, quantity=Decimal(2), limit_price=Decimal("75.00"))
 
-    [depth] = queries.depth(market, now=NOW)
+    [depth] = market_data.depth(market, now=NOW)
 
     assert (depth.device, depth.scu_per_unit) == ("nvidia-h100-sxm", Decimal("7.9152"))
     assert [(p.price, p.units) for p in depth.bids] == [

@@ -15,7 +15,6 @@ from django.urls import reverse
 from django.utils import timezone
 
 from ledger.models import Kind, Transfer
-from marketplace import services
 from marketplace.models import (
     Market,
     Offer,
@@ -27,7 +26,9 @@ from marketplace.models import (
     Site,
     User,
 )
-from marketplace.services import OfferRequest, PoolRequest, SiteRequest
+from marketplace.trading import orders as trading_orders
+from marketplace.trading import supply as trading_supply
+from marketplace.trading.supply import OfferRequest, PoolRequest, SiteRequest
 from tests.conftest import make_org, make_user
 from tests.test_market import acting, fund, make_device, order_request, snapshot, wallet_of
 
@@ -54,7 +55,7 @@ def listed(provider: User, market: Market) -> list[Offer]:
         ("Qingyang", "CN-GS", "Qingyang", "0.7", "nvidia-h100-sxm", 16, "80.00"),
         ("Pudong", "CN-SH", "Shanghai", "0.2", "huawei-ascend-910b", 32, "20.00"),
     ]:
-        site = services.create_site(
+        site = trading_supply.create_site(
             principal=seller,
             request=SiteRequest(
                 name=site_name,
@@ -67,12 +68,12 @@ def listed(provider: User, market: Market) -> list[Offer]:
                 carbon_g_per_kwh=500,
             ),
         )
-        pool = services.create_pool(
+        pool = trading_supply.create_pool(
             principal=seller,
             request=PoolRequest(site=site, name=device, device_model=device, units=units),
         )
         offers.append(
-            services.create_offer(
+            trading_supply.create_offer(
                 principal=seller,
                 request=OfferRequest(
                     market=market,
@@ -131,7 +132,7 @@ def field_block(page: str, field_id: str) -> str:
 
 
 def place(buyer: User, market: Market, **changes: Any) -> Order:
-    return services.place_order(
+    return trading_orders.place_order(
         principal=acting(buyer),
         request=order_request(
             market,
@@ -338,7 +339,7 @@ def test_the_order_list_filters_by_status(
 ) -> None:
     kept = place(buyer, market, quantity=Decimal(2))
     cancelled = place(buyer, market, quantity=Decimal(3))
-    services.cancel_order(principal=acting(buyer), order=cancelled, now=timezone.now())
+    trading_orders.cancel_order(principal=acting(buyer), order=cancelled, now=timezone.now())
 
     every = buyer_client.get(reverse("orders")).content.decode()
     open_only = buyer_client.get(reverse("orders"), {"status": "open"}).content.decode()

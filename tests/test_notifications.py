@@ -13,7 +13,8 @@ import pytest
 from django.core import mail
 from rest_framework.test import APIClient
 
-from marketplace.access import Principal
+from marketplace.core.access import Principal
+from marketplace.leases import services as leases_services
 from marketplace.models import (
     Lease,
     Market,
@@ -24,7 +25,7 @@ from marketplace.models import (
     WebhookAttempt,
     WebhookEndpoint,
 )
-from marketplace.services import leases, notifications
+from marketplace.notifications import services as notifications_services
 from matching import services as matching
 from tests.test_clearing import list_offer, place
 from tests.test_market import HOUR, NOW, funded_buyer, h100, market, pool, seller, site
@@ -36,7 +37,7 @@ pytestmark = pytest.mark.django_db
 Call = tuple[str, bytes, dict[str, str]]
 
 
-def recorder(statuses: list[int]) -> tuple[list[Call], notifications.Transport]:
+def recorder(statuses: list[int]) -> tuple[list[Call], notifications_services.Transport]:
     calls: list[Call] = []
 
     def transport(url: str, body: bytes, headers: dict[str, str], timeout: float) -> int:
@@ -84,8 +85,12 @@ def test_delivery_emails_owners_once_and_posts_a_signed_webhook(
     notification = Notification.objects.get(organization=buyer_org)
     calls, transport = recorder([204])
 
-    retry = notifications.deliver(notification_id=notification.pk, now=NOW, transport=transport)
-    again = notifications.deliver(notification_id=notification.pk, now=NOW, transport=transport)
+    retry = notifications_services.deliver(
+        notification_id=notification.pk, now=NOW, transport=transport
+    )
+    again = notifications_services.deliver(
+        notification_id=notification.pk, now=NOW, transport=transport
+    )
 
     assert (retry, again) == ([], [])
     assert [m.to for m in mail.outbox] == [["owner@buyer.example"]]
@@ -108,22 +113,26 @@ def test_a_failed_webhook_is_recorded_and_retried_with_backoff(
     notification = Notification.objects.get(organization=buyer_org)
     _calls, transport = recorder([500, 200])
 
-    retry = notifications.deliver(notification_id=notification.pk, now=NOW, transport=transport)
+    retry = notifications_services.deliver(
+        notification_id=notification.pk, now=NOW, transport=transport
+    )
     assert retry == [(endpoint.pk, 1)]
-    assert notifications.post(notification, endpoint, number=2, now=NOW, transport=transport)
+    assert notifications_services.post(
+        notification, endpoint, number=2, now=NOW, transport=transport
+    )
 
     attempts = list(
         WebhookAttempt.objects.order_by("number").values_list("number", "status_code", "delivered")
     )
     assert attempts == [(1, 500, False), (2, 200, True)]
-    assert [notifications.backoff(n) for n in (1, 2, 3)] == [30, 60, 120]
+    assert [notifications_services.backoff(n) for n in (1, 2, 3)] == [30, 60, 120]
 
 
 def test_lease_changes_notify(cleared: tuple[Lease, list[Callable[[], None]]]) -> None:
     lease, _ = cleared
 
-    leases.mark_ready(lease=lease, actor="key:agent", now=NOW)
-    leases.end_lease(lease=lease, how="cancelled", actor="user:buyer", now=NOW + HOUR)
+    leases_services.mark_ready(lease=lease, actor="key:agent", now=NOW)
+    leases_services.end_lease(lease=lease, how="cancelled", actor="user:buyer", now=NOW + HOUR)
 
     kinds = list(
         Notification.objects.exclude(kind="lease.scheduled")

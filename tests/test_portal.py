@@ -13,7 +13,7 @@ from django.core.cache import cache
 from django.test import Client
 from django.urls import reverse
 
-from marketplace import health
+from marketplace.core import health
 from marketplace.models import User
 from marketplace.tasks import heartbeat
 
@@ -162,7 +162,7 @@ def test_htmx_form_errors_come_back_as_the_section_with_the_error(
 
 
 def test_the_country_list_starts_blank() -> None:
-    from marketplace.forms import OrganizationForm
+    from marketplace.accounts.forms import OrganizationForm
 
     rendered = str(OrganizationForm()["country"])
 

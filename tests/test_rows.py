@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from django.db.models import Model
 
-from marketplace import rows
+from marketplace.core import rows
 from marketplace.models import DeviceModel, Market, Order, OrderEvent, Organization
 from tests.test_market import make_device
 

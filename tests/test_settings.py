@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from marketplace.env import Env, database_from_url, read_env_file
+from marketplace.core.env import Env, database_from_url, read_env_file
 
 ROOT = Path(__file__).resolve().parent.parent
 PRODUCTION_ENV = {

@@ -12,8 +12,8 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.test import override_settings
 
-from marketplace.compat import Location
 from marketplace.models import Market, Organization
+from marketplace.trading.eligibility import Location
 from matching.management.commands.simulate import run_simulation
 from matching.simulation import baselines, report, scenario
 from matching.simulation import run as simulation

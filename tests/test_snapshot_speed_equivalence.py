@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from django.db import transaction
 
-from marketplace.access import Principal
+from marketplace.core.access import Principal
+from marketplace.core.owners import ledger_owner
 from marketplace.models import Market, Order, Pool
-from marketplace.services.market import ledger_owner
 from matching import services as matching
 from matching import snapshot
 from matching.engine import SCU_SCALE, Ask, Bid, Book, Class

@@ -11,9 +11,14 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.request import Request
 
-from marketplace import queries, services
-from marketplace.access import Principal, membership_for, principal_for_key, principal_for_member
-from marketplace.errors import InvalidInput, NotAuthenticated, NotFound
+from marketplace.accounts import queries, services
+from marketplace.core.access import (
+    Principal,
+    membership_for,
+    principal_for_key,
+    principal_for_member,
+)
+from marketplace.core.errors import InvalidInput, NotAuthenticated, NotFound
 from marketplace.models import ApiKey, User
 
 

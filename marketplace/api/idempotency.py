@@ -26,7 +26,7 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from marketplace.errors import Conflict, InvalidInput, Unprocessable
+from marketplace.core.errors import Conflict, InvalidInput, Unprocessable
 
 HEADER = "Idempotency-Key"
 View = TypeVar("View")

@@ -1,4 +1,5 @@
-"""Input and output serializers, one pair per operation."""
+"""Serializer pieces every domain's API shares: fast flat output (``FlatOutput``), shallow-copied
+input fields (``ShallowFields``) and the error envelope."""
 
 from __future__ import annotations
 
@@ -8,16 +9,6 @@ from typing import Any, ClassVar
 from rest_framework import relations, serializers
 from rest_framework.fields import Field, SkipField
 from rest_framework.relations import PKOnlyObject
-
-from marketplace.models import (
-    ApiKey,
-    Membership,
-    NotificationKind,
-    Organization,
-    Role,
-    Scope,
-    WebhookEndpoint,
-)
 
 Plan = tuple[tuple[str, Field[Any, Any, Any, Any] | None, str | None], ...]
 
@@ -88,96 +79,6 @@ class ShallowFields(serializers.Serializer[Any]):
         return {name: copy.copy(field) for name, field in self._declared_fields.items()}
 
 
-class OrganizationOut(serializers.ModelSerializer[Organization]):
-    id = serializers.UUIDField(source="public_id", read_only=True)
-    can_trade = serializers.BooleanField(read_only=True)
-
-    class Meta:
-        model = Organization
-        fields = [
-            "id",
-            "legal_name",
-            "country",
-            "registration_id",
-            "is_provider",
-            "is_buyer",
-            "kyb_status",
-            "can_trade",
-            "created_at",
-        ]
-        read_only_fields = fields
-
-
-class OrganizationIn(serializers.Serializer[Any]):
-    legal_name = serializers.CharField(max_length=200)
-    country = serializers.CharField(max_length=2, min_length=2)
-    registration_id = serializers.CharField(max_length=64)
-    is_provider = serializers.BooleanField(default=False)
-    is_buyer = serializers.BooleanField(default=False)
-
-
-class MemberOut(serializers.ModelSerializer[Membership]):
-    email = serializers.EmailField(source="user.email", read_only=True)
-    full_name = serializers.CharField(source="user.full_name", read_only=True)
-
-    class Meta:
-        model = Membership
-        fields = ["email", "full_name", "role", "created_at"]
-        read_only_fields = fields
-
-
-class InvitationIn(serializers.Serializer[Any]):
-    email = serializers.EmailField()
-    role = serializers.ChoiceField(choices=Role.choices)
-
-
-class InvitationOut(serializers.Serializer[Any]):
-    email = serializers.EmailField()
-    role = serializers.CharField()
-    created_at = serializers.DateTimeField()
-    expires_at = serializers.DateTimeField()
-
-
-class ApiKeyOut(serializers.ModelSerializer[ApiKey]):
-    id = serializers.UUIDField(source="public_id", read_only=True)
-    prefix = serializers.SerializerMethodField()
-
-    class Meta:
-        model = ApiKey
-        fields = ["id", "name", "prefix", "scopes", "created_at", "last_used_at", "revoked_at"]
-        read_only_fields = fields
-
-    def get_prefix(self, api_key: ApiKey) -> str:
-        return f"sx_{api_key.prefix}_"
-
-
-class ApiKeyCreatedOut(ApiKeyOut):
-    key = serializers.SerializerMethodField(help_text="The full key. It is shown only this once.")
-
-    class Meta(ApiKeyOut.Meta):
-        fields = [*ApiKeyOut.Meta.fields, "key"]
-        read_only_fields = fields
-
-    def get_key(self, api_key: ApiKey) -> str:
-        secret: str = self.context["secret"]
-        return secret
-
-
-class ApiKeyIn(serializers.Serializer[Any]):
-    name = serializers.CharField(max_length=100)
-    scopes = serializers.ListField(
-        child=serializers.ChoiceField(choices=Scope.choices), allow_empty=False
-    )
-
-
-class MeOut(serializers.Serializer[Any]):
-    organization = OrganizationOut()
-    scopes = serializers.ListField(child=serializers.CharField())
-    email = serializers.EmailField(allow_null=True)
-    role = serializers.CharField(allow_null=True)
-    api_key = serializers.CharField(allow_null=True, help_text="Prefix of the key in use, if any.")
-
-
 class ErrorDetailOut(serializers.Serializer[Any]):
     code = serializers.CharField(help_text="Stable, machine-readable reason.")
     message = serializers.CharField(help_text="Human-readable, in the request's language.")
@@ -186,34 +87,3 @@ class ErrorDetailOut(serializers.Serializer[Any]):
 
 class ErrorOut(serializers.Serializer[Any]):
     error = ErrorDetailOut()
-
-
-class WebhookEndpointOut(serializers.ModelSerializer[WebhookEndpoint]):
-    id = serializers.UUIDField(source="public_id", read_only=True)
-
-    class Meta:
-        model = WebhookEndpoint
-        fields = ["id", "url", "kinds", "active", "created_at"]
-        read_only_fields = fields
-
-
-class WebhookEndpointCreatedOut(WebhookEndpointOut):
-    secret = serializers.CharField(
-        read_only=True,
-        help_text="Signs every delivery (X-Suanli-Signature: sha256=HMAC-SHA256(body)); shown "
-        "in this response only.",
-    )
-
-    class Meta(WebhookEndpointOut.Meta):
-        fields = [*WebhookEndpointOut.Meta.fields, "secret"]
-        read_only_fields = fields
-
-
-class WebhookEndpointIn(serializers.Serializer[Any]):
-    url = serializers.URLField(max_length=500)
-    kinds = serializers.ListField(
-        child=serializers.ChoiceField(choices=NotificationKind.choices),
-        required=False,
-        default=list,
-        help_text="Empty: every kind.",
-    )

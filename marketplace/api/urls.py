@@ -1,89 +1,102 @@
 from django.urls import path, re_path
 
-from marketplace.api import agent_views as agent
-from marketplace.api import lease_views as lease
-from marketplace.api import market_views as market
-from marketplace.api import views
+from marketplace.accounts import api as accounts_api
+from marketplace.leases import agent_api
+from marketplace.leases import api as leases_api
+from marketplace.notifications import api as notifications_api
+from marketplace.trading import api as trading_api
 
 urlpatterns = [
-    path("me", views.MeView.as_view(), name="api-me"),
-    path("organizations", views.OrganizationListCreate.as_view(), name="api-organizations"),
+    path("me", accounts_api.MeView.as_view(), name="api-me"),
+    path("organizations", accounts_api.OrganizationListCreate.as_view(), name="api-organizations"),
     path(
         "organizations/<str:organization_id>",
-        views.OrganizationDetail.as_view(),
+        accounts_api.OrganizationDetail.as_view(),
         name="api-organization",
     ),
     path(
         "organizations/<str:organization_id>/members",
-        views.MemberList.as_view(),
+        accounts_api.MemberList.as_view(),
         name="api-members",
     ),
     path(
         "organizations/<str:organization_id>/invitations",
-        views.InvitationCreate.as_view(),
+        accounts_api.InvitationCreate.as_view(),
         name="api-invitations",
     ),
-    path("api-keys", views.ApiKeyListCreate.as_view(), name="api-keys"),
-    path("api-keys/<str:key_id>/revoke", views.ApiKeyRevoke.as_view(), name="api-key-revoke"),
-    path("webhooks", views.WebhookList.as_view(), name="api-webhooks"),
+    path("api-keys", accounts_api.ApiKeyListCreate.as_view(), name="api-keys"),
+    path(
+        "api-keys/<str:key_id>/revoke", accounts_api.ApiKeyRevoke.as_view(), name="api-key-revoke"
+    ),
+    path("webhooks", notifications_api.WebhookList.as_view(), name="api-webhooks"),
     path(
         "webhooks/<str:endpoint_id>/disable",
-        views.WebhookDisable.as_view(),
+        notifications_api.WebhookDisable.as_view(),
         name="api-webhook-disable",
     ),
-    path("devices", market.DeviceList.as_view(), name="api-devices"),
-    path("markets", market.MarketList.as_view(), name="api-markets"),
-    path("markets/<slug:slug>/book", market.BookView.as_view(), name="api-book"),
-    path("markets/<slug:slug>/rounds", market.RoundList.as_view(), name="api-rounds"),
-    path("markets/<slug:slug>/rounds/<int:number>", market.RoundDetail.as_view(), name="api-round"),
-    path("markets/<slug:slug>/prices", market.PricesView.as_view(), name="api-prices"),
+    path("devices", trading_api.DeviceList.as_view(), name="api-devices"),
+    path("markets", trading_api.MarketList.as_view(), name="api-markets"),
+    path("markets/<slug:slug>/book", trading_api.BookView.as_view(), name="api-book"),
+    path("markets/<slug:slug>/rounds", trading_api.RoundList.as_view(), name="api-rounds"),
+    path(
+        "markets/<slug:slug>/rounds/<int:number>",
+        trading_api.RoundDetail.as_view(),
+        name="api-round",
+    ),
+    path("markets/<slug:slug>/prices", trading_api.PricesView.as_view(), name="api-prices"),
     path(
         "markets/<slug:slug>/price-history",
-        market.PriceHistoryView.as_view(),
+        trading_api.PriceHistoryView.as_view(),
         name="api-price-history",
     ),
-    path("sites", market.SiteListCreate.as_view(), name="api-sites"),
-    path("pools", market.PoolListCreate.as_view(), name="api-pools"),
-    path("offers", market.OfferListCreate.as_view(), name="api-offers"),
-    path("offers/<str:offer_id>", market.OfferDetail.as_view(), name="api-offer"),
+    path("sites", trading_api.SiteListCreate.as_view(), name="api-sites"),
+    path("pools", trading_api.PoolListCreate.as_view(), name="api-pools"),
+    path("offers", trading_api.OfferListCreate.as_view(), name="api-offers"),
+    path("offers/<str:offer_id>", trading_api.OfferDetail.as_view(), name="api-offer"),
     path(
-        "offers/<str:offer_id>/<slug:action>", market.OfferAction.as_view(), name="api-offer-action"
+        "offers/<str:offer_id>/<slug:action>",
+        trading_api.OfferAction.as_view(),
+        name="api-offer-action",
     ),
-    path("orders", market.OrderListCreate.as_view(), name="api-orders"),
-    path("orders/preview", market.OrderPreview.as_view(), name="api-order-preview"),
-    path("orders/<str:order_id>", market.OrderDetail.as_view(), name="api-order"),
-    path("orders/<str:order_id>/cancel", market.OrderCancel.as_view(), name="api-order-cancel"),
+    path("orders", trading_api.OrderListCreate.as_view(), name="api-orders"),
+    path("orders/preview", trading_api.OrderPreview.as_view(), name="api-order-preview"),
+    path("orders/<str:order_id>", trading_api.OrderDetail.as_view(), name="api-order"),
+    path(
+        "orders/<str:order_id>/cancel", trading_api.OrderCancel.as_view(), name="api-order-cancel"
+    ),
     # The provider agent API (API keys with the provider-agent scope).
-    path("agent/leases", agent.AgentLeaseList.as_view(), name="api-agent-leases"),
+    path("agent/leases", agent_api.AgentLeaseList.as_view(), name="api-agent-leases"),
     path(
         "agent/leases/<str:lease_id>/acknowledge",
-        agent.AgentLeaseAcknowledge.as_view(),
+        agent_api.AgentLeaseAcknowledge.as_view(),
         name="api-agent-lease-acknowledge",
     ),
     path(
         "agent/leases/<str:lease_id>/ready",
-        agent.AgentLeaseReady.as_view(),
+        agent_api.AgentLeaseReady.as_view(),
         name="api-agent-lease-ready",
     ),
     path(
         "agent/leases/<str:lease_id>/fail",
-        agent.AgentLeaseFail.as_view(),
+        agent_api.AgentLeaseFail.as_view(),
         name="api-agent-lease-fail",
     ),
-    path("agent/events", agent.AgentEvents.as_view(), name="api-agent-events"),
-    path("leases", lease.LeaseList.as_view(), name="api-leases"),
-    path("leases/<str:lease_id>", lease.LeaseDetail.as_view(), name="api-lease"),
-    path("leases/<str:lease_id>/access", lease.LeaseAccess.as_view(), name="api-lease-access"),
-    path("leases/<str:lease_id>/end", lease.LeaseEnd.as_view(), name="api-lease-end"),
-    path("leases/<str:lease_id>/reclaim", lease.LeaseReclaim.as_view(), name="api-lease-reclaim"),
+    path("agent/events", agent_api.AgentEvents.as_view(), name="api-agent-events"),
+    path("leases", leases_api.LeaseList.as_view(), name="api-leases"),
+    path("leases/<str:lease_id>", leases_api.LeaseDetail.as_view(), name="api-lease"),
+    path("leases/<str:lease_id>/access", leases_api.LeaseAccess.as_view(), name="api-lease-access"),
+    path("leases/<str:lease_id>/end", leases_api.LeaseEnd.as_view(), name="api-lease-end"),
+    path(
+        "leases/<str:lease_id>/reclaim", leases_api.LeaseReclaim.as_view(), name="api-lease-reclaim"
+    ),
     re_path(
         r"^statements/(?P<month>[0-9]{4}-[0-9]{2})\.csv$",
-        lease.StatementCsv.as_view(),
+        leases_api.StatementCsv.as_view(),
         name="api-statement-csv",
     ),
     re_path(
         r"^statements/(?P<month>[0-9]{4}-[0-9]{2})$",
-        lease.StatementView.as_view(),
+        leases_api.StatementView.as_view(),
         name="api-statement",
     ),
 ]

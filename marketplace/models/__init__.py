@@ -16,19 +16,24 @@ from marketplace.models.accounts import (
     normalize_email,
 )
 from marketplace.models.catalog import DeviceKind, DeviceModel, Precision
-from marketplace.models.clearing import (
+from marketplace.models.leases import (
     LIVE_LEASE_STATUSES,
-    ClearingRound,
     Lease,
     LeaseAccess,
     LeaseEvent,
     LeaseStatus,
-    RoundClass,
     Settlement,
 )
-from marketplace.models.market import (
+from marketplace.models.notifications import (
+    Notification,
+    NotificationKind,
+    WebhookAttempt,
+    WebhookEndpoint,
+)
+from marketplace.models.rounds import ClearingRound, RoundClass
+from marketplace.models.trading import (
     OPEN_ORDER_STATUSES,
-    Fill,
+    FillPolicy,
     Interconnect,
     LatencyTier,
     Market,
@@ -45,12 +50,6 @@ from marketplace.models.market import (
     UnfilledReason,
     event_data,
 )
-from marketplace.models.notifications import (
-    Notification,
-    NotificationKind,
-    WebhookAttempt,
-    WebhookEndpoint,
-)
 
 __all__ = [
     "LIVE_LEASE_STATUSES",
@@ -60,7 +59,7 @@ __all__ = [
     "ClearingRound",
     "DeviceKind",
     "DeviceModel",
-    "Fill",
+    "FillPolicy",
     "IdempotencyRecord",
     "Interconnect",
     "Invitation",

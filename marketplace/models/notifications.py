@@ -16,7 +16,7 @@ from django.utils.translation import gettext_lazy as _
 
 from ledger.models import AppendOnly
 from marketplace.models.accounts import Organization
-from marketplace.models.clearing import Lease
+from marketplace.models.leases import Lease
 
 
 class NotificationKind(models.TextChoices):

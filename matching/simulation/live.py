@@ -15,8 +15,8 @@ in market ``cny`` in real time, through the same services the portal and the API
   that some trade, some wait in the book and some are priced out; some with a latency, residency
   or green-power constraint), now and then cancel an open one or end a lease early (their job
   finished: this frees supply and settles the lease finally), and each provider's reference agent
-  (``run_provider_agent.ProviderAgent``, over real HTTP) acknowledges new leases, makes them ready
-  and reports heartbeats and usage.
+  (``marketplace.client.agent.ProviderAgent``, over real HTTP) acknowledges new leases, makes them
+  ready and reports heartbeats and usage.
 
 Settlement is beat's job; ``run`` also settles once, ``SETTLE_AFTER`` into the run, so that the
 first settlements show within a minute of start even when beat's first pass comes later.
@@ -43,15 +43,17 @@ from django.db import close_old_connections, transaction
 from ledger import queries as ledger_queries
 from ledger import services as ledger
 from ledger.models import Purpose
-from marketplace.access import Principal
-from marketplace.compat import Location
-from marketplace.errors import DomainError
-from marketplace.management.commands.run_provider_agent import (
+from marketplace.accounts import services as accounts_services
+from marketplace.client.agent import (
     AgentError,
     ProviderAgent,
     Transport,
     urllib_transport,
 )
+from marketplace.core import owners
+from marketplace.core.access import Principal
+from marketplace.core.errors import DomainError
+from marketplace.leases import services as leases_services
 from marketplace.models import (
     OPEN_ORDER_STATUSES,
     ApiKey,
@@ -71,8 +73,8 @@ from marketplace.models import (
     Site,
     User,
 )
-from marketplace.services import accounts, leases
-from marketplace.services import market as market_services
+from marketplace.trading import orders, supply
+from marketplace.trading.eligibility import Location
 from matching import services as matching
 from matching.simulation.run import deposit
 from matching.simulation.scenario import (
@@ -333,9 +335,9 @@ class LiveDemo:
         region = _region(spec.region)
         site = Site.objects.filter(organization=organization, name=spec.site).first()
         if site is None:
-            site = market_services.create_site(
+            site = supply.create_site(
                 principal=principal,
-                request=market_services.SiteRequest(
+                request=supply.SiteRequest(
                     name=spec.site,
                     country=region.country,
                     region=region.code,
@@ -361,9 +363,9 @@ class LiveDemo:
         device = _device(spec.device)
         pool = Pool.objects.filter(site=site, name=spec.name).first()
         if pool is None:
-            pool = market_services.create_pool(
+            pool = supply.create_pool(
                 principal=principal,
-                request=market_services.PoolRequest(
+                request=supply.PoolRequest(
                     site=site,
                     name=spec.name,
                     device_model=spec.device,
@@ -387,9 +389,9 @@ class LiveDemo:
         # back to back with an offer about to end (offers may not overlap beyond the pool).
         start = offered_until or now.replace(minute=0, second=0, microsecond=0)
         ask = device.reference_price * device.devices_per_unit * COST_FACTOR[zone] * spec.jitter
-        market_services.create_offer(
+        supply.create_offer(
             principal=principal,
-            request=market_services.OfferRequest(
+            request=supply.OfferRequest(
                 market=self.market,
                 pool=pool,
                 units=pool.units,
@@ -407,8 +409,8 @@ class LiveDemo:
         for old in ApiKey.objects.filter(
             organization=organization, name=AGENT_KEY_NAME, revoked_at__isnull=True
         ):
-            accounts.revoke_api_key(api_key=old, now=now)
-        _key, secret = accounts.create_api_key(
+            accounts_services.revoke_api_key(api_key=old, now=now)
+        _key, secret = accounts_services.create_api_key(
             organization=organization,
             created_by=owner,
             name=AGENT_KEY_NAME,
@@ -441,7 +443,7 @@ class LiveDemo:
         """Deposit into the wallet when it runs low (an adjustment from the platform)."""
         currency = self.market.currency
         wallet = ledger.open_account(
-            owner=market_services.ledger_owner(organization),
+            owner=owners.ledger_owner(organization),
             purpose=Purpose.WALLET,
             currency=currency,
             now=now,
@@ -520,7 +522,7 @@ class LiveDemo:
         elif draw < 0.35:
             green = Decimal("0.50")  # green power: the west
         reference = device.reference_price * device.devices_per_unit
-        request = market_services.OrderRequest(
+        request = orders.OrderRequest(
             market=self.market,
             quantity=Decimal(quantity),
             limit_price=_price(reference * Decimal(str(round(factor, 3))), self.market),
@@ -536,7 +538,7 @@ class LiveDemo:
             min_renewable_share=green,
         )
         try:
-            market_services.place_order(principal=buyer.principal, request=request, now=now)
+            orders.place_order(principal=buyer.principal, request=request, now=now)
         except DomainError as error:
             self.log(f"{buyer.organization.legal_name}: order refused: {error}")
             return False
@@ -558,7 +560,7 @@ class LiveDemo:
         order = self.rng.choice(open_orders)
         buyer = next(b for b in self.buyers if b.organization.pk == order.organization_id)
         try:
-            market_services.cancel_order(principal=buyer.principal, order=order, now=now)
+            orders.cancel_order(principal=buyer.principal, order=order, now=now)
         except DomainError:  # filled or expired meanwhile
             return 0
         return 1
@@ -578,7 +580,7 @@ class LiveDemo:
                 continue
             actor = buyers[lease.buyer_id].principal.actor
             try:
-                leases.end_lease(lease=lease, how="cancelled", actor=actor, now=now)
+                leases_services.end_lease(lease=lease, how="cancelled", actor=actor, now=now)
             except DomainError:  # ended meanwhile
                 continue
             ended += 1
@@ -604,7 +606,7 @@ class LiveDemo:
                 activity = self.step(now=clock())
                 if not settled and time.monotonic() - started >= SETTLE_AFTER:
                     settled = True
-                    count = leases.settle_due(now=clock())
+                    count = leases_services.settle_due(now=clock())
                     self.log(f"settled {count} live leases")
                 if activity.agents_down and not waiting:
                     self.log(f"waiting for the exchange at {self.url}")

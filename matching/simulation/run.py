@@ -31,10 +31,13 @@ from django.utils import timezone
 from ledger import services as ledger
 from ledger import verify as ledger_verify
 from ledger.models import Purpose
-from marketplace.access import Principal
+from marketplace.core import owners
+from marketplace.core.access import Principal
+from marketplace.leases import agent
+from marketplace.leases import services as leases_services
 from marketplace.models import (
     DeviceModel,
-    Fill,
+    FillPolicy,
     KybStatus,
     Lease,
     LeaseStatus,
@@ -47,7 +50,8 @@ from marketplace.models import (
     Scope,
     User,
 )
-from marketplace.services import agent, leases, market
+from marketplace.trading import orders as trading_orders
+from marketplace.trading import supply
 from matching import services as matching
 from matching.simulation.baselines import Allocation
 from matching.simulation.scenario import CENT, EPOCH, HOUR, Job, Scenario, round_start
@@ -106,8 +110,8 @@ def simulate(
         progress(number)
     end = round_start(scenario.rounds)
     report_heartbeats(run, end, rng=rng, ending=False)
-    leases.end_due_leases(now=end)
-    leases.settle_due(now=end)
+    leases_services.end_due_leases(now=end)
+    leases_services.settle_due(now=end)
     return run
 
 
@@ -183,9 +187,9 @@ def _supply(run: Run, *, now: dt.datetime, markup: Decimal) -> None:
         principal = run.providers[spec.provider]
         site = sites.get(spec.provider)
         if site is None:
-            site = sites[spec.provider] = market.create_site(
+            site = sites[spec.provider] = supply.create_site(
                 principal=principal,
-                request=market.SiteRequest(
+                request=supply.SiteRequest(
                     name=f"{spec.region.city} {spec.provider + 1}",
                     country=spec.region.country,
                     region=spec.region.code,
@@ -196,9 +200,9 @@ def _supply(run: Run, *, now: dt.datetime, markup: Decimal) -> None:
                     carbon_g_per_kwh=int(600 * (1 - spec.renewable_share)),
                 ),
             )
-        pool = market.create_pool(
+        pool = supply.create_pool(
             principal=principal,
-            request=market.PoolRequest(
+            request=supply.PoolRequest(
                 site=site,  # type: ignore[arg-type]
                 name=f"pool {spec.index + 1}",
                 device_model=spec.device,
@@ -210,9 +214,9 @@ def _supply(run: Run, *, now: dt.datetime, markup: Decimal) -> None:
             verified=spec.verified, public_id=_stable_uuid(run.market.slug, "pool", spec.index)
         )
         run.pools[pool.pk] = spec.index
-        market.create_offer(
+        supply.create_offer(
             principal=principal,
-            request=market.OfferRequest(
+            request=supply.OfferRequest(
                 market=run.market,
                 pool=pool,
                 units=spec.units,
@@ -248,7 +252,7 @@ def deposit(
     """Put ``amount`` into each organization's wallet, one transfer each with its id from
     ``ids``: an adjustment from the platform, since Stripe deposits are not built yet."""
     keys = [ledger.AccountKey("platform", Purpose.ADJUSTMENT, currency)] + [
-        ledger.AccountKey(market.ledger_owner(o), Purpose.WALLET, currency) for o in organizations
+        ledger.AccountKey(owners.ledger_owner(o), Purpose.WALLET, currency) for o in organizations
     ]
     accounts = ledger.open_accounts(keys, now=now)
     return ledger.create_transfers(
@@ -269,10 +273,10 @@ def deposit(
 def step(run: Run, number: int, arriving: list[Job], *, rng: random.Random, settle: bool) -> None:
     now = round_start(number)
     report_heartbeats(run, now, rng=rng, ending=number % REPORT_EVERY != 0)
-    leases.end_due_leases(now=now)
+    leases_services.end_due_leases(now=now)
     if settle:
-        leases.settle_due(now=now)
-    market.expire_orders(now=now)
+        leases_services.settle_due(now=now)
+    trading_orders.expire_orders(now=now)
     for job in arriving:
         _place(run, job, now=now)
     matching.clear_round(market=run.market, now=now)
@@ -282,7 +286,7 @@ def step(run: Run, number: int, arriving: list[Job], *, rng: random.Random, sett
 def _place(run: Run, job: Job, *, now: dt.datetime) -> None:
     buyer = run.scenario.buyers[job.buyer]
     kind = QuantityKind.SCU if job.scu else QuantityKind.UNITS
-    request = market.OrderRequest(
+    request = trading_orders.OrderRequest(
         market=run.market,
         quantity=job.quantity,
         limit_price=job.value,
@@ -298,9 +302,9 @@ def _place(run: Run, job: Job, *, now: dt.datetime) -> None:
         min_renewable_share=job.min_renewable_share,
         verified_only=job.verified_only,
         placement=Placement.SAME_POOL if job.gang else Placement.ANY,
-        fill=Fill.ALL_OR_NONE if job.gang else Fill.PARTIAL,
+        fill=FillPolicy.ALL_OR_NONE if job.gang else FillPolicy.PARTIAL,
     )
-    order = market.place_order(principal=run.buyers[job.buyer], request=request, now=now)
+    order = trading_orders.place_order(principal=run.buyers[job.buyer], request=request, now=now)
     run.orders[order.pk] = job.index
 
 

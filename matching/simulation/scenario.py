@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 
-from marketplace.compat import Demand, Location, Supply, exclusion
-from marketplace.models.market import LatencyTier
+from marketplace.models.trading import LatencyTier
+from marketplace.trading.eligibility import Demand, Location, Supply, exclusion
 
 # Rounds are one hour; the simulated clock starts on a Monday at midnight UTC, in the future so
 # that a live exchange's beat never mistakes the simulation's holds for its own.
