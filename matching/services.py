@@ -27,14 +27,15 @@ import datetime as dt
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 import psycopg
 from django.conf import settings
-from django.db import connection, transaction
+from django.core.exceptions import ImproperlyConfigured
+from django.db import connection, models, transaction
 from psycopg.types.json import Jsonb
 
 from ledger import services as ledger
@@ -197,7 +198,8 @@ class _OrderPlan:
 
     order: snapshot.BookOrder
     leases: list[_LeaseDraft]
-    charge: int  # Σ cost + fee
+    cost: int  # what the buyer pays for the leases: Σ price × units × hours, rounded once
+    charge: int  # cost + fee
     charge_id: uuid.UUID  # the ledger transfer that captures the order's hold for the charge
     filled: Decimal  # quantity filled this round (units or SCU)
     next_hold: int  # what is left of the hold for the remaining quantity (0: none)
@@ -270,6 +272,7 @@ def _plans(
         plans[bid_id] = _OrderPlan(
             order=order,
             leases=leases,
+            cost=charge,
             charge=charge + fee,
             # The bid id is the order's public id as text.
             charge_id=uuid.uuid5(NAMESPACE, f"post:{market_id}:{number}:{bid_id}"),
@@ -302,8 +305,12 @@ def _write(
         send(UPDATE_IDLE_ORDERS_SQL, [number, [pk for pk, _ in idle], [r for _, r in idle]])
         plans = _plans(snap, clearing, number=number)
     drafts = [d for plan in plans.values() for d in plan.leases]
-    payments = sum(d.cost for d in drafts)
-    receipts = sum(d.cost for d in drafts)  # the same leases' costs: equal by construction
+    # Each side from its own figures: buyers pay their orders' costs (each rounded once, the fee
+    # apart), sellers receive their leases' costs (the orders' costs split per lease). A split
+    # that lost or made a minor unit shows as a difference, and the round's CHECK constraint
+    # (round_budget_balanced) refuses the round.
+    payments = sum(plan.cost for plan in plans.values())
+    receipts = sum(d.cost for d in drafts)
     rnd = ClearingRound.objects.create(
         market=market,
         number=number,
@@ -380,39 +387,80 @@ def _write(
     return rnd
 
 
-# Column and PostgreSQL type, for binary COPY (which must name each column's exact type).
-LEASE_COLUMNS = (
-    ("public_id", "uuid"),
-    ("market_id", "bigint"),
-    ("round_id", "bigint"),
-    ("order_id", "bigint"),
-    ("offer_id", "bigint"),
-    ("pool_id", "bigint"),
-    ("buyer_id", "bigint"),
-    ("provider_id", "bigint"),
-    ("class_key", "text"),
-    ("units", "integer"),
-    ("price", "numeric"),
-    ("scu_per_unit", "numeric"),
-    ("duration_hours", "integer"),
-    ("starts_at", "timestamptz"),
-    ("ends_at", "timestamptz"),
-    ("cost", "bigint"),
-    ("buyer_fee", "bigint"),
-    ("charge_transfer_id", "uuid"),
-    ("status", "text"),
-    ("created_at", "timestamptz"),
-    ("close_reason", "text"),
-    ("closed_by", "text"),
+# Columns the round writes by binary COPY or ``unnest``, named in the order its rows and parameters
+# are built; each column's PostgreSQL type comes from its model field (binary COPY must name each
+# column's exact type). tests/test_clearing_columns.py keeps them in step with the models: every
+# concrete column of Lease and OrderEvent is written or left to the database (below, with why),
+# every column of Order is rewritten by the round or deliberately kept.
+_PG_TYPES = {  # a field's database type without modifiers → the type sent
+    "uuid": "uuid",
+    "bigint": "bigint",
+    "integer": "integer",
+    "smallint": "smallint",
+    "boolean": "boolean",
+    "numeric": "numeric",
+    "varchar": "text",  # the same binary form
+    "text": "text",
+    "timestamp with time zone": "timestamptz",
+    "jsonb": "jsonb",
+}
+
+
+def _pg_type(field: models.Field[Any, Any]) -> str:
+    db_type = field.db_type(connection) or ""
+    pg_type = _PG_TYPES.get(db_type.split("(", 1)[0].strip())
+    if pg_type is None:
+        raise ImproperlyConfigured(f"{field} ({db_type}): no type for binary COPY or unnest")
+    return pg_type
+
+
+def _columns(model: type[models.Model], names: Sequence[str]) -> tuple[tuple[str, str], ...]:
+    """(column, PostgreSQL type) of ``model``'s columns ``names``, in that order."""
+    fields = {f.column: f for f in model._meta.concrete_fields}
+    unknown = [name for name in names if name not in fields]
+    if unknown or len(set(names)) != len(names):
+        raise ImproperlyConfigured(f"{model.__name__}: unknown or repeated columns in {names}")
+    return tuple((name, _pg_type(fields[name])) for name in names)
+
+
+# _create_leases builds each row in this order.
+LEASE_COLUMNS = _columns(
+    Lease,
+    (
+        "public_id",
+        "market_id",
+        "round_id",
+        "order_id",
+        "offer_id",
+        "pool_id",
+        "buyer_id",
+        "provider_id",
+        "class_key",
+        "units",
+        "price",
+        "scu_per_unit",
+        "duration_hours",
+        "starts_at",
+        "ends_at",
+        "cost",
+        "buyer_fee",
+        "charge_transfer_id",
+        "status",
+        "created_at",
+        "close_reason",
+        "closed_by",
+    ),
 )
-ORDER_EVENT_COLUMNS = (
-    ("order_id", "bigint"),
-    ("kind", "text"),
-    ("status", "text"),
-    ("actor", "text"),
-    ("at", "timestamptz"),
-    ("data", "jsonb"),
-)
+# COPY knows no model defaults: a column it does not name gets the database's (NULL, or the
+# identity's next value).
+LEASE_LEFT_TO_DATABASE = {
+    "id": "identity: the database numbers the rows",
+    "closed_at": "NULL: a new lease has not ended",
+    "reclaim_at": "NULL: a new lease has no reclaim notice",
+}
+# _order_events builds each row in this order.
+ORDER_EVENT_COLUMNS = _columns(OrderEvent, ("order_id", "kind", "status", "actor", "at", "data"))
+ORDER_EVENT_LEFT_TO_DATABASE = {"id": "identity: the database numbers the rows"}
 
 
 @contextlib.contextmanager
@@ -433,10 +481,12 @@ def _meanwhile() -> Iterator[Callable[..., None]]:
         yield send
 
 
-def _copy(table: str, columns: Sequence[tuple[str, str]], rows: Iterable[Sequence[Any]]) -> None:
+def _copy(table: str, columns: Sequence[tuple[str, str]], rows: Sequence[Sequence[Any]]) -> None:
     """Insert rows with binary COPY on the round's own connection and transaction (a round writes
     tens of thousands of leases and events; INSERT with client-side quoting costs seconds, text
     COPY a second). COPY knows no model defaults: every column is given."""
+    if rows and len(rows[0]) != len(columns):  # the rows are built alike: the first stands for all
+        raise ValueError(f"{table}: rows of {len(rows[0])} values for {len(columns)} columns")
     names = ", ".join(name for name, _type in columns)
     statement = f"COPY {table} ({names}) FROM STDIN (FORMAT BINARY)"
     with raw_cursor() as cursor, cursor.copy(statement) as copy:
@@ -454,7 +504,7 @@ def _create_leases(rnd: ClearingRound, plans: dict[str, _OrderPlan]) -> None:
             if d.offer.pk not in pools:
                 pool = d.offer.pool
                 pools[d.offer.pk] = (pool.pk, pool.site.organization_id, pool.scu_per_unit)
-    rows = []
+    rows = []  # in the order of LEASE_COLUMNS
     for plan in plans.values():
         order = plan.order
         end = start + dt.timedelta(hours=order.duration_hours)
@@ -603,22 +653,41 @@ def _refuse(
         )
 
 
+def _update_orders_sql(columns: Sequence[tuple[str, str]]) -> str:
+    """An UPDATE of orders by ``unnest``: the first column gets one value for all (the round's
+    number), each other one its array; the parameters are the first value, the orders' ids, then
+    one array per other column, in order."""
+    (first, first_type), *rest = columns
+    pk = Order._meta.pk
+    if pk is None:  # never: a concrete model has one
+        raise ImproperlyConfigured("Order has no primary key")
+    sets = ", ".join([f"{first} = %b::{first_type}", *(f"{c} = t.{c}" for c, _ in rest)])
+    arrays = ", ".join(f"%b::{t}[]" for t in [_pg_type(pk), *(t for _, t in rest)])
+    names = ", ".join(["id", *(c for c, _ in rest)])
+    return (
+        f"UPDATE {Order._meta.db_table} AS o SET {sets}\n"  # noqa: S608 - names from the model
+        f"FROM unnest({arrays}) AS t({names})\n"
+        f"WHERE o.{pk.column} = t.id\n"
+    )
+
+
 # Every order in the snapshot records the round and why it is (partly) unfilled; filled ones get
 # their new quantity, status and hold. One statement each: bulk_update's CASE chains grow with the
-# batch.
-UPDATE_IDLE_ORDERS_SQL = """
-UPDATE marketplace_order AS o SET last_round = %b::bigint, unfilled_reason = t.reason
-FROM unnest(%b::bigint[], %b::text[]) AS t(id, reason)
-WHERE o.id = t.id
-"""
-UPDATE_FILLED_ORDERS_SQL = """
-UPDATE marketplace_order AS o SET last_round = %b::bigint, unfilled_reason = t.reason,
-    filled_quantity = t.filled, status = t.status, hold_transfer_id = t.hold_id,
-    hold_amount = t.hold_amount
-FROM unnest(%b::bigint[], %b::text[], %b::numeric[], %b::text[], %b::uuid[], %b::bigint[])
-    AS t(id, reason, filled, status, hold_id, hold_amount)
-WHERE o.id = t.id
-"""
+# batch. The columns are named in the order of the statements' parameters (_write, _filled_orders).
+ORDER_IDLE_COLUMNS = _columns(Order, ("last_round", "unfilled_reason"))
+ORDER_FILLED_COLUMNS = _columns(
+    Order,
+    (
+        "last_round",
+        "unfilled_reason",
+        "filled_quantity",
+        "status",
+        "hold_transfer_id",
+        "hold_amount",
+    ),
+)
+UPDATE_IDLE_ORDERS_SQL = _update_orders_sql(ORDER_IDLE_COLUMNS)
+UPDATE_FILLED_ORDERS_SQL = _update_orders_sql(ORDER_FILLED_COLUMNS)
 
 
 def _filled_orders(
