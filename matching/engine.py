@@ -178,7 +178,8 @@ def clear(
     book: Book,
     *,
     trade_reduction: bool = False,
-    mip_time_limit: float = 5.0,
+    mip_time_limit: float | None = 5.0,
+    mip_node_limit: int = 0,
 ) -> Clearing:
     """Clear a book: the welfare-maximizing allocation with one price per class.
 
@@ -191,7 +192,7 @@ def clear(
         else:  # some bid is a block or asks in SCU
             book = _normalized(book)
             if any(_is_block(b) for b in book.bids):
-                clearing = _clear_mip(book, time_limit=mip_time_limit)
+                clearing = _clear_mip(book, time_limit=mip_time_limit, node_limit=mip_node_limit)
             else:
                 clearing = _clear_lp(book)
         if trade_reduction:
@@ -1162,10 +1163,10 @@ def _clear_lp(book: Book) -> Clearing:
     return solve(book, integer=False, time_limit=None)
 
 
-def _clear_mip(book: Book, *, time_limit: float) -> Clearing:
+def _clear_mip(book: Book, *, time_limit: float | None, node_limit: int = 0) -> Clearing:
     from matching.highs import solve
 
-    return solve(book, integer=True, time_limit=time_limit)
+    return solve(book, integer=True, time_limit=time_limit, node_limit=node_limit)
 
 
 def _mcafee(book: Book, clearing: Clearing) -> Clearing:

@@ -208,7 +208,9 @@ def _layout(book: Book, *, integer: bool, fixed: Mapping[int, float]) -> _Layout
     return _Layout(m, x, delta, z, zk, u, y, class_row, groups, group_scu, group_sig)
 
 
-def _run(model: _Model, *, time_limit: float | None) -> tuple[list[float], list[float], bool]:
+def _run(
+    model: _Model, *, time_limit: float | None, node_limit: int = 0
+) -> tuple[list[float], list[float], bool]:
     """Solve; return column values, row duals (empty for a MIP) and whether it proved optimality."""
     lp = highspy.HighsLp()
     n = len(model.cost)
@@ -246,6 +248,8 @@ def _run(model: _Model, *, time_limit: float | None) -> tuple[list[float], list[
         h.setOptionValue("mip_rel_gap", 1e-9)
     if time_limit is not None:
         h.setOptionValue("time_limit", float(time_limit))
+    if mip and node_limit:
+        h.setOptionValue("mip_max_nodes", int(node_limit))
     h.passModel(lp)
     h.run()
     status = h.getModelStatus()
@@ -257,7 +261,7 @@ def _run(model: _Model, *, time_limit: float | None) -> tuple[list[float], list[
     return list(solution.col_value), duals, optimal
 
 
-def solve(book: Book, *, integer: bool, time_limit: float | None) -> Clearing:
+def solve(book: Book, *, integer: bool, time_limit: float | None, node_limit: int = 0) -> Clearing:
     optimal = True
     rejected: dict[str, Reason] = {}
     fixed: dict[int, float] = {}
@@ -265,9 +269,9 @@ def solve(book: Book, *, integer: bool, time_limit: float | None) -> Clearing:
     whole: tuple[_Layout, list[float]] | None = None  # the MIP's whole units
     if integer:
         layout = _layout(book, integer=True, fixed={})
-        values, _, optimal = _run(layout.model, time_limit=time_limit)
+        values, _, optimal = _run(layout.model, time_limit=time_limit, node_limit=node_limit)
         if not optimal:
-            notes.append("MIP time limit reached: best incumbent kept")
+            notes.append("MIP time or node limit reached: best incumbent kept")
         for cols in (layout.delta, layout.u):
             for col in cols.values():
                 fixed[col] = float(round(values[col]))

@@ -338,7 +338,11 @@ def report_heartbeats(run: Run, now: dt.datetime, *, rng: random.Random, ending:
     if ending:
         live = live.filter(ends_at__lte=now)
     batches: dict[int, list[agent.AgentEvent]] = defaultdict(list)
-    rows = live.order_by("pk").values_list("public_id", "pool_id", "units", "starts_at", "ends_at")
+    # Not by pk: a round writes its leases in its orders' (random) public-id order, so pk order,
+    # and with it which lease-hours the flaky draws below hit, would differ between runs.
+    rows = live.order_by("starts_at", "pool_id", "order_id", "offer_id").values_list(
+        "public_id", "pool_id", "units", "starts_at", "ends_at"
+    )
     for public_id, pool_pk, units, starts_at, ends_at in rows:
         provider = run.scenario.pools[run.pools[pool_pk]].provider
         hour = max(starts_at, since)
