@@ -81,7 +81,7 @@ class OrderForm(forms.Form):
     )
     verified_only = forms.BooleanField(label=_("Verified pools only"), required=False)
     placement = forms.ChoiceField(label=_("Placement"), choices=Placement.choices)
-    fill = forms.ChoiceField(label=_("FillPolicy"), choices=FillPolicy.choices)
+    fill = forms.ChoiceField(label=_("Fill"), choices=FillPolicy.choices)
 
     @classmethod
     def initial_for(cls, now: dt.datetime) -> dict[str, Any]:
