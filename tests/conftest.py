@@ -1,21 +1,27 @@
-"""Personas and helpers shared by the suite."""
+"""The personas: an operator, a regulator, a provider and a buyer (each the owner of an approved
+organization), a stranger, and members added to an organization. Shared fixtures by topic live in
+``tests/fixtures/``, loaded here as plugins; factories in ``tests/factories.py``."""
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 from django.conf import settings
-from django.test import Client
 from django.utils import timezone, translation
-from rest_framework.test import APIClient
 
-from marketplace.accounts import services
-from marketplace.models import ApiKey, KybStatus, Membership, Organization, Role, SiteRole, User
+from marketplace.models import Organization, SiteRole, User
+from tests.factories import MembershipFactory, OrganizationFactory, UserFactory
 
-PASSWORD = "a-long-test-password-9"
+# A plugin is listed after the plugins it imports, so that pytest rewrites each one's asserts.
+pytest_plugins = [
+    "tests.fixtures.database",
+    "tests.fixtures.http",
+    "tests.fixtures.ledger",
+    "tests.fixtures.market",
+    "tests.fixtures.clearing",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -26,27 +32,6 @@ def _default_language() -> None:
     translation.activate(settings.LANGUAGE_CODE)
 
 
-def make_user(email: str, *, site_role: str = SiteRole.NONE) -> User:
-    return User.objects.create_user(
-        email, PASSWORD, full_name=email.split("@")[0].title(), site_role=site_role
-    )
-
-
-def make_org(owner: User, name: str, *, provider: bool, approved: bool = True) -> Organization:
-    organization = services.create_organization(
-        user=owner,
-        legal_name=name,
-        country="CN",
-        registration_id=f"REG-{name.upper().replace(' ', '-')}",
-        is_provider=provider,
-        is_buyer=not provider,
-    )
-    if approved:
-        Organization.objects.filter(pk=organization.pk).update(kyb_status=KybStatus.APPROVED)
-        organization.refresh_from_db()
-    return organization
-
-
 @pytest.fixture
 def now() -> dt.datetime:
     return timezone.now()
@@ -54,18 +39,18 @@ def now() -> dt.datetime:
 
 @pytest.fixture
 def operator(db: None) -> User:
-    return make_user("operator@example.com", site_role=SiteRole.OPERATOR)
+    return UserFactory.create(email="operator@example.com", site_role=SiteRole.OPERATOR)
 
 
 @pytest.fixture
 def regulator(db: None) -> User:
-    return make_user("regulator@example.com", site_role=SiteRole.REGULATOR)
+    return UserFactory.create(email="regulator@example.com", site_role=SiteRole.REGULATOR)
 
 
 @pytest.fixture
 def provider(db: None) -> User:
-    user = make_user("owner@provider.example")
-    make_org(user, "West Compute", provider=True)
+    user = UserFactory.create(email="owner@provider.example")
+    OrganizationFactory.create(owner=user, legal_name="West Compute", provider=True)
     return user
 
 
@@ -76,8 +61,8 @@ def provider_org(provider: User) -> Organization:
 
 @pytest.fixture
 def buyer(db: None) -> User:
-    user = make_user("owner@buyer.example")
-    make_org(user, "East Models", provider=False)
+    user = UserFactory.create(email="owner@buyer.example")
+    OrganizationFactory.create(owner=user, legal_name="East Models", buyer=True)
     return user
 
 
@@ -88,56 +73,16 @@ def buyer_org(buyer: User) -> Organization:
 
 @pytest.fixture
 def stranger(db: None) -> User:
-    return make_user("stranger@example.com")
+    return UserFactory.create(email="stranger@example.com")
 
 
 @pytest.fixture
 def add_member() -> Callable[[Organization, str, str], User]:
+    """A new user joining an organization by email with a role."""
+
     def add(organization: Organization, email: str, role: str) -> User:
-        user = make_user(email)
-        Membership.objects.create(user=user, organization=organization, role=role)
-        return user
+        return MembershipFactory.create(
+            organization=organization, user__email=email, role=role
+        ).user
 
     return add
-
-
-@pytest.fixture
-def api_key_for(
-    db: None,
-) -> Callable[..., tuple[ApiKey, str]]:
-    def create(organization: Organization, *scopes: str) -> tuple[ApiKey, str]:
-        owner = Membership.objects.filter(organization=organization, role=Role.OWNER).first()
-        assert owner is not None
-        return services.create_api_key(
-            organization=organization,
-            created_by=owner.user,
-            name="test key",
-            scopes=scopes or ("read",),
-        )
-
-    return create
-
-
-@pytest.fixture
-def api() -> APIClient:
-    return APIClient()
-
-
-def bearer(client: APIClient, secret: str) -> APIClient:
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
-    return client
-
-
-@pytest.fixture
-def logged_in() -> Callable[[User], Client]:
-    def login(user: User) -> Client:
-        client = Client()
-        client.force_login(user)
-        return client
-
-    return login
-
-
-def error_of(response: Any) -> dict[str, Any]:
-    body: dict[str, Any] = response.json()["error"]
-    return body

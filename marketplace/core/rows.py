@@ -5,7 +5,7 @@ several times the statement itself. Here each statement is built once per model 
 and values go the ORM's way: ``fetch`` passes each column through its field's and the backend's
 database converters, then ``Model.from_db``; ``insert`` takes each field's ``pre_save`` and
 ``get_db_prep_save`` value and sets what the database returns (the id). No signals are sent,
-and ``save()`` is not called: for models with neither. ``tests/test_rows.py`` compares both
+and ``save()`` is not called: for models with neither. ``tests/core/test_rows.py`` compares both
 with the ORM, field by field and type by type.
 """
 
