@@ -389,9 +389,9 @@ def _write(
 
 # Columns the round writes by binary COPY or ``unnest``, named in the order its rows and parameters
 # are built; each column's PostgreSQL type comes from its model field (binary COPY must name each
-# column's exact type). tests/matching/test_clearing_columns.py keeps them in step with the models: every
-# concrete column of Lease and OrderEvent is written or left to the database (below, with why),
-# every column of Order is rewritten by the round or deliberately kept.
+# column's exact type). tests/matching/test_clearing_columns.py keeps them in step with the
+# models: every concrete column of Lease and OrderEvent is written or left to the database (below,
+# with why), every column of Order is rewritten by the round or deliberately kept.
 _PG_TYPES = {  # a field's database type without modifiers → the type sent
     "uuid": "uuid",
     "bigint": "bigint",
