@@ -305,9 +305,8 @@ SCU_PRECISION = env.string("SCU_PRECISION", "bf16")
 # All-or-none and same-pool orders clear through a MIP; past this many seconds its best incumbent
 # is kept (European day-ahead practice).
 MATCHING_MIP_TIME_LIMIT = float(env.integer("MATCHING_MIP_TIME_LIMIT_SECONDS", 5))
-# A bound on the MIP's work instead (branch-and-bound nodes; 0: none): unlike the clock, it stops
-# at the same incumbent on any machine. The simulator sets it (and no time limit) so that a seed
-# clears the same everywhere.
+# A bound on the MIP's work too (branch-and-bound nodes; 0: none): unlike the clock, it stops at
+# the same incumbent on any machine (``simulate --mip-nodes`` uses it without a time limit).
 MATCHING_MIP_NODE_LIMIT = env.integer("MATCHING_MIP_NODE_LIMIT", 0)
 # Per-class McAfee trade reduction on top of the equilibrium (truthful for thin books, but it
 # drops each class's marginal trade).
