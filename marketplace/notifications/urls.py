@@ -1,12 +1,9 @@
-"""The URLs of notifications (webhook endpoints): ``urlpatterns`` are portal pages, included at the
-site root by ``marketplace/urls.py``; ``api_urlpatterns`` are API operations, included under
-``/api/v1/`` by ``marketplace/api/urls.py``."""
+"""The URLs of notifications (webhook endpoints): ``api_urlpatterns`` are API operations, included
+under ``/api/v1/`` by ``marketplace/api/urls.py``. There are no portal pages yet."""
 
 from django.urls import path
 
 from marketplace.notifications import api as notifications_api
-
-urlpatterns = []
 
 api_urlpatterns = [
     path("webhooks", notifications_api.WebhookList.as_view(), name="api-webhooks"),
